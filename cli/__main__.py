@@ -1,0 +1,3 @@
+from rinha.cli.main import app
+
+app(prog_name="rinha")

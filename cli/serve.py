@@ -1,0 +1,46 @@
+"""``rinha serve``: run the daemon."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from rinha.daemon.config import ConfigError, make_config
+
+
+def serve(
+    listen: str = typer.Option("0.0.0.0:9999", envvar="RINHA_LISTEN", help="HOST:PORT or unix:/path for the data plane."),
+    db: str = typer.Option("./rinha.db", envvar="RINHA_DB", help="SQLite database file (created if missing)."),
+    default_url: str = typer.Option("http://localhost:8001", envvar="RINHA_DEFAULT_URL", help="Default processor (5 % fee)."),
+    fallback_url: str = typer.Option("http://localhost:8002", envvar="RINHA_FALLBACK_URL", help="Fallback processor (15 % fee)."),
+    roles: str = typer.Option("api,dispatch,health", envvar="RINHA_ROLES", help="Comma-separated roles of this instance: api, dispatch, health."),
+    policy: str = typer.Option("fee-first", envvar="RINHA_POLICY", help="Routing policy: fee-first."),
+    concurrency: int = typer.Option(64, envvar="RINHA_CONCURRENCY", help="Attempts in flight per processor."),
+    timeout: float = typer.Option(10.0, envvar="RINHA_TIMEOUT", help="Seconds before an unanswered attempt counts as ambiguous."),
+    lease_seconds: float = typer.Option(5.0, envvar="RINHA_LEASE_SECONDS", help="Seconds after which another instance adopts a dead instance's payments."),
+    log_level: str = typer.Option("info", envvar="RINHA_LOG_LEVEL", help="debug, info, warning or error."),
+) -> None:
+    """Run the payment daemon: HTTP intake, dispatch to the processors, health monitoring.
+
+    Examples:
+
+      rinha serve                                   # everything on :9999, ./rinha.db
+
+      rinha serve --listen unix:/run/rinha/api1.sock --roles api
+
+      RINHA_DB=/var/lib/rinha/rinha.db rinha serve --roles dispatch,health
+    """
+    try:
+        config = make_config(listen, db, default_url, fallback_url, roles, policy, concurrency, timeout, lease_seconds)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise typer.BadParameter(f"--log-level {log_level!r}: expected debug, info, warning or error")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import trio
+
+    from rinha.daemon.serve import serve as run
+
+    trio.run(run, config)

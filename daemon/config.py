@@ -1,0 +1,72 @@
+"""The daemon's settings, validated once, before anything starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from rinha.http.listen import Address, AddressError, parse_address
+from rinha.http.server import Limits
+from rinha.policy import POLICIES
+
+ROLES = ("api", "dispatch", "health")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names it and says what is expected."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    listen: Address = field(default_factory=lambda: parse_address("0.0.0.0:9999"))
+    db: str = "./rinha.db"
+    default_url: str = "http://localhost:8001"
+    fallback_url: str = "http://localhost:8002"
+    roles: frozenset[str] = frozenset(ROLES)
+    policy: str = "fee-first"
+    concurrency: int = 64  # attempts in flight per processor
+    timeout: float = 10.0  # seconds to wait for a processor's answer before it is ambiguous
+    lease_seconds: float = 5.0  # a claimed payment is adopted by another instance after this
+    limits: Limits = Limits()
+
+
+def parse_roles(text: str) -> frozenset[str]:
+    roles = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = roles - set(ROLES)
+    if unknown or not roles:
+        raise ConfigError(f"--roles {text!r}: expected a comma-separated subset of {','.join(ROLES)}")
+    return roles
+
+
+def check_url(option: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"{option} {url!r}: expected http://host[:port]")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"{option} {url!r}: invalid port") from None
+    return url.rstrip("/")
+
+
+def make_config(listen: str, db: str, default_url: str, fallback_url: str, roles: str, policy: str = "fee-first",
+                concurrency: int = 64, timeout: float = 10.0, lease_seconds: float = 5.0) -> ServeConfig:
+    try:
+        address = parse_address(listen)
+    except AddressError as exc:
+        raise ConfigError(f"--listen {exc}") from None
+    if policy not in POLICIES:
+        raise ConfigError(f"--policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    if not 1 <= concurrency <= 1000:
+        raise ConfigError(f"--concurrency {concurrency}: expected 1-1000")
+    if not 0.05 <= timeout <= 600:
+        raise ConfigError(f"--timeout {timeout}: expected 0.05-600 seconds")
+    if not 0.5 <= lease_seconds <= 3600:
+        raise ConfigError(f"--lease-seconds {lease_seconds}: expected 0.5-3600 seconds")
+    if not db.strip():
+        raise ConfigError("--db: expected a file path")
+    return ServeConfig(
+        listen=address, db=db, default_url=check_url("--default-url", default_url),
+        fallback_url=check_url("--fallback-url", fallback_url), roles=parse_roles(roles), policy=policy,
+        concurrency=concurrency, timeout=timeout, lease_seconds=lease_seconds,
+    )

@@ -1,0 +1,80 @@
+"""``serve()``: the daemon's nursery. One member per role, the store writer around them all.
+
+Lifecycle, one log line each: store ready, processors reachable (or not yet), listening,
+shutdown. SIGTERM and SIGINT stop it; it exits once in-flight work is handed back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import uuid
+
+import trio
+
+from rinha.daemon.config import ServeConfig
+from rinha.daemon.dispatcher import Dispatcher
+from rinha.daemon.intake import Intake
+from rinha.daemon.store_writer import StoreWriter
+from rinha.http.listen import open_listeners
+from rinha.http.server import Server
+from rinha.policy import make_policy
+from rinha.processor import DEFAULT, FALLBACK, Processor
+from rinha.store import open_store
+
+log = logging.getLogger("rinha.serve")
+
+
+async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    store = open_store(config.db)
+    await trio.to_thread.run_sync(store.migrate)
+    log.info("store ready: %s (instance %s, roles %s)", config.db, instance, ",".join(sorted(config.roles)))
+    writer = StoreWriter(store)
+    try:
+        async with writer.running():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+                dispatcher = None
+                if "dispatch" in config.roles:
+                    processors = {
+                        DEFAULT: Processor(DEFAULT, config.default_url, config.concurrency, config.timeout),
+                        FALLBACK: Processor(FALLBACK, config.fallback_url, config.concurrency, config.timeout),
+                    }
+                    dispatcher = Dispatcher(writer, processors, make_policy(config.policy), instance,
+                                            config.concurrency, config.lease_seconds)
+                    await nursery.start(dispatcher.run)
+                    nursery.start_soon(_report_reachability, processors)
+                if "api" in config.roles:
+                    intake = Intake(writer, store, dispatcher)
+                    listeners = await open_listeners(config.listen)
+                    server = Server(intake.handle, config.limits)
+                    await nursery.start(server.serve, listeners)
+                    log.info("listening on %s", config.listen)
+                task_status.started()
+    finally:
+        store.close()
+        log.info("shutdown complete")
+
+
+async def _stop_on_signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("%s received: shutting down", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def _report_reachability(processors: dict[str, Processor]) -> None:
+    """Log once whether each processor accepts connections (no request: health calls are rationed)."""
+    for name, processor in processors.items():
+        pool = processor.pool
+        try:
+            with trio.fail_after(2):
+                stream = await trio.open_tcp_stream(pool.host, pool.port)
+            await stream.aclose()
+            log.info("processor %s reachable at %s", name, processor.url)
+        except (OSError, trio.TooSlowError) as exc:
+            log.warning("processor %s not reachable at %s yet (%s); payments wait for it", name, processor.url, exc)

@@ -1,0 +1,47 @@
+"""Money as integer cents. Amounts never pass through a float."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+#: The largest single payment accepted: 1,000,000,000.00 (a sane bound far above any real one).
+MAX_AMOUNT_CENTS = 100_000_000_000
+
+
+class AmountError(ValueError):
+    """An amount that is not a positive decimal with at most two decimal places in range."""
+
+
+def parse_cents(value: object) -> int:
+    """Cents from a JSON amount parsed as Decimal (or int) or a decimal string.
+
+    Raises AmountError with a message fit for the client.
+    """
+    if isinstance(value, bool) or value is None:
+        raise AmountError("amount must be a number")
+    if isinstance(value, int):
+        value = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            value = Decimal(value.strip())
+        except InvalidOperation:
+            raise AmountError("amount must be a number") from None
+    elif not isinstance(value, Decimal):
+        raise AmountError("amount must be a number")
+    if not value.is_finite():
+        raise AmountError("amount must be finite")
+    if value <= 0:
+        raise AmountError("amount must be positive")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2 and value != value.quantize(Decimal("0.01")):
+        raise AmountError("amount must have at most 2 decimal places")
+    if value * 100 > MAX_AMOUNT_CENTS:
+        raise AmountError(f"amount must be at most {format_cents(MAX_AMOUNT_CENTS)}")
+    return int(value * 100)
+
+
+def format_cents(cents: int) -> str:
+    """``1990`` → ``"19.90"``; exact, always two decimals."""
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(cents), 100)
+    return f"{sign}{whole}.{part:02d}"

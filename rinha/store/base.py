@@ -1,0 +1,91 @@
+"""The store interface: what the daemon and the CLI may ask of any engine.
+
+Writes are :class:`Op` values applied in batches, one short transaction per batch, by a single
+writer per process (see ``rinha.daemon.store_writer``): every op of a batch commits together or
+not at all. Reads (summary, claims) are plain calls. All calls are synchronous; callers run
+them off the event loop.
+
+Payment life cycle, one row each::
+
+    pending ──(200 / 422 from a processor)──▶ paid(processor, requested_at)
+       │
+       └──(permanent rejection)──▶ dead(reason)
+
+``pinned`` is the processor a pending payment is bound to (NULL: none yet, which means the
+default processor). A payment is only ever sent to its pinned processor; re-pinning is written
+before the first send to the new one, and never happens while ``ambiguous`` (an attempt whose
+outcome is unknown) is set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from rinha.money import format_cents
+
+# Op kinds
+ACCEPT = "accept"  # (correlation_id, amount_cents, accepted_at_ms, owner|None, lease_until_ms) → "new" | "same" | "conflict"
+PAID = "paid"  # (correlation_id, processor, requested_at, requested_at_us, paid_at_ms, attempts) → None
+PIN = "pin"  # (correlation_id, processor, ambiguous) → None
+DEAD = "dead"  # (correlation_id, reason, at_ms) → None
+RENEW = "renew"  # (owner, lease_until_ms) → None
+RELEASE = "release"  # (owner,) → None: hand pending payments back for others to claim
+CLAIM = "claim"  # (owner, now_ms, lease_until_ms, limit) → list[Claimed]
+PURGE = "purge"  # () → None
+
+
+@dataclass(slots=True)
+class Op:
+    """One write; ``result`` is set when its batch has committed (or ``error`` if it failed)."""
+
+    kind: str
+    args: tuple
+    result: object = None
+    error: BaseException | None = None
+    waiter: object = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A pending payment now owned by the claimer."""
+
+    correlation_id: str
+    amount_cents: int
+    pinned: str | None
+    ambiguous: bool
+    accepted_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    requests: int = 0
+    amount_cents: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    default: Side = Side()
+    fallback: Side = Side()
+
+    def contest_json(self) -> bytes:
+        """The contest's shape; amounts are JSON numbers with exactly two decimals."""
+        return (
+            b'{"default":{"totalRequests":%d,"totalAmount":%s},"fallback":{"totalRequests":%d,"totalAmount":%s}}'
+            % (self.default.requests, format_cents(self.default.amount_cents).encode(),
+               self.fallback.requests, format_cents(self.fallback.amount_cents).encode())
+        )
+
+
+class Store(Protocol):
+    def migrate(self) -> None: ...
+
+    def apply(self, ops: list[Op]) -> None:
+        """Apply a batch in one transaction; set each op's result. Raises if the batch failed."""
+
+    def summary(self, from_us: int | None, to_us: int | None) -> Summary: ...
+
+    def counts(self) -> dict[str, int]:
+        """Payments by state (pending, paid, dead)."""
+
+    def close(self) -> None: ...

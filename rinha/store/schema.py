@@ -1,0 +1,65 @@
+"""The schema and its migrations, applied in order and recorded in ``PRAGMA user_version``.
+
+Tables are created with sqlite-utils (readable column lists, defaults, NOT NULLs); the partial
+covering indexes, which it cannot express, in plain SQL. A migration never edits an earlier
+one: add the next function to ``MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import sqlite_utils
+
+
+def _v1_payments(db: sqlite_utils.Database) -> None:
+    db["payments"].create(
+        {
+            "correlation_id": str,
+            "amount_cents": int,
+            "accepted_at_ms": int,
+            "state": str,  # pending | paid | dead
+            "pinned": str,  # processor the payment is bound to; NULL = none yet (default)
+            "ambiguous": int,  # 1 while an attempt at `pinned` has an unknown outcome
+            "attempts": int,
+            "processor": str,  # where it was paid
+            "requested_at": str,  # the exact requestedAt the processor holds
+            "requested_at_us": int,
+            "paid_at_ms": int,  # when it was paid or declared dead
+            "owner": str,  # instance that claimed it
+            "lease_until_ms": int,
+            "dead_reason": str,
+        },
+        pk="correlation_id",
+        not_null={"amount_cents", "accepted_at_ms", "state", "ambiguous", "attempts", "lease_until_ms"},
+        defaults={"state": "pending", "ambiguous": 0, "attempts": 0, "lease_until_ms": 0},
+    )
+    # The summary reads only this index: paid rows by requestedAt, with processor and amount.
+    db.execute(
+        "CREATE INDEX payments_paid ON payments (requested_at_us, processor, amount_cents) WHERE state = 'paid'"
+    )
+    # Claiming scans only pending rows, oldest lease first.
+    db.execute("CREATE INDEX payments_pending ON payments (lease_until_ms) WHERE state = 'pending'")
+
+
+MIGRATIONS = [_v1_payments]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to the latest version; returns it. Safe to call from several processes."""
+    db = sqlite_utils.Database(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"database schema version {version} is newer than this rinha knows ({len(MIGRATIONS)}); upgrade rinha"
+            )
+        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            step(db)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)
