@@ -15,7 +15,10 @@ def serve(
     default_url: str = typer.Option("http://localhost:8001", envvar="RINHA_DEFAULT_URL", help="Default processor (5 % fee)."),
     fallback_url: str = typer.Option("http://localhost:8002", envvar="RINHA_FALLBACK_URL", help="Fallback processor (15 % fee)."),
     roles: str = typer.Option("api,dispatch,health", envvar="RINHA_ROLES", help="Comma-separated roles of this instance: api, dispatch, health."),
-    policy: str = typer.Option("fee-first", envvar="RINHA_POLICY", help="Routing policy: fee-first."),
+    policy: str = typer.Option("fee-first", envvar="RINHA_POLICY", help="Routing policy: fee-first (default only), deadline or latency."),
+    deadline: float = typer.Option(10.0, envvar="RINHA_DEADLINE", help="deadline policy: seconds a payment waits for a failing default before the fallback may pay it."),
+    max_age: float = typer.Option(0.0, envvar="RINHA_MAX_AGE", help="Dead-letter payments not paid within this many seconds (0: never)."),
+    health_interval: float = typer.Option(5.0, envvar="RINHA_HEALTH_INTERVAL", help="Seconds between health calls to each processor (the processors allow one per 5 s)."),
     concurrency: int = typer.Option(64, envvar="RINHA_CONCURRENCY", help="Attempts in flight per processor."),
     timeout: float = typer.Option(10.0, envvar="RINHA_TIMEOUT", help="Seconds before an unanswered attempt counts as ambiguous."),
     lease_seconds: float = typer.Option(5.0, envvar="RINHA_LEASE_SECONDS", help="Seconds after which another instance adopts a dead instance's payments."),
@@ -32,13 +35,15 @@ def serve(
       RINHA_DB=/var/lib/rinha/rinha.db rinha serve --roles dispatch,health
     """
     try:
-        config = make_config(listen, db, default_url, fallback_url, roles, policy, concurrency, timeout, lease_seconds)
+        config = make_config(listen, db, default_url, fallback_url, roles, policy, concurrency, timeout, lease_seconds,
+                             deadline, max_age, health_interval)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         raise typer.BadParameter(f"--log-level {log_level!r}: expected debug, info, warning or error")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))  # one line per request otherwise
     import trio
 
     from rinha.daemon.serve import serve as run

@@ -27,6 +27,9 @@ class ServeConfig:
     concurrency: int = 64  # attempts in flight per processor
     timeout: float = 10.0  # seconds to wait for a processor's answer before it is ambiguous
     lease_seconds: float = 5.0  # a claimed payment is adopted by another instance after this
+    deadline: float = 10.0  # the deadline policy's wait before the fallback may be used
+    max_age: float = 0.0  # dead-letter payments older than this (0: never)
+    health_interval: float = 5.0  # seconds between two health calls to one processor
     limits: Limits = Limits()
 
 
@@ -50,7 +53,8 @@ def check_url(option: str, url: str) -> str:
 
 
 def make_config(listen: str, db: str, default_url: str, fallback_url: str, roles: str, policy: str = "fee-first",
-                concurrency: int = 64, timeout: float = 10.0, lease_seconds: float = 5.0) -> ServeConfig:
+                concurrency: int = 64, timeout: float = 10.0, lease_seconds: float = 5.0, deadline: float = 10.0,
+                max_age: float = 0.0, health_interval: float = 5.0) -> ServeConfig:
     try:
         address = parse_address(listen)
     except AddressError as exc:
@@ -63,10 +67,17 @@ def make_config(listen: str, db: str, default_url: str, fallback_url: str, roles
         raise ConfigError(f"--timeout {timeout}: expected 0.05-600 seconds")
     if not 0.5 <= lease_seconds <= 3600:
         raise ConfigError(f"--lease-seconds {lease_seconds}: expected 0.5-3600 seconds")
+    if not 0 <= deadline <= 86400:
+        raise ConfigError(f"--deadline {deadline}: expected 0-86400 seconds")
+    if max_age != 0 and not 1 <= max_age <= 30 * 86400:
+        raise ConfigError(f"--max-age {max_age}: expected 0 (off) or 1 s to 30 days")
+    if not 1 <= health_interval <= 3600:
+        raise ConfigError(f"--health-interval {health_interval}: expected 1-3600 seconds (the processors allow one call per 5 s)")
     if not db.strip():
         raise ConfigError("--db: expected a file path")
     return ServeConfig(
         listen=address, db=db, default_url=check_url("--default-url", default_url),
         fallback_url=check_url("--fallback-url", fallback_url), roles=parse_roles(roles), policy=policy,
-        concurrency=concurrency, timeout=timeout, lease_seconds=lease_seconds,
+        concurrency=concurrency, timeout=timeout, lease_seconds=lease_seconds, deadline=deadline, max_age=max_age,
+        health_interval=health_interval,
     )

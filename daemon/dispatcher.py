@@ -15,6 +15,14 @@ Per attempt (see ``rinha.processor`` for the outcomes):
 * FAILED / NOT_SENT → retried, when the processor's breaker allows.
 * REJECTED → dead-lettered with the processor's answer.
 
+The policy picks the processor for each attempt (``rinha.policy``), except for an ambiguous
+payment: it stays with its processor until that processor answers 200 or 422 for it, or until
+``GET /payments/{id}`` there says 404 at least ``unpin_after`` seconds after its last ambiguous
+attempt was sent (longer than any delay a processor applies, so no earlier attempt can still
+land). With ``max_age`` set, a payment older than that which no processor may hold is
+dead-lettered as expired; nothing else ever leaves the retry loop. Every attempt is kept in
+the store's ``attempts`` table (the payment's story).
+
 Leases: the payments this instance owns are renewed every third of the lease; on shutdown they
 are released so that another instance adopts them at once.
 """
@@ -31,43 +39,56 @@ import trio
 from rinha.daemon.store_writer import StoreUnavailable, StoreWriter
 from rinha.breaker import Breaker
 from rinha.clock import now_ms
+from rinha.policy import Signals
 from rinha.processor import DEFAULT, LookupFailed, Outcome, Processor
-from rinha.store.base import CLAIM, DEAD, PAID, PIN, RELEASE, RENEW
+from rinha.store import Store
+from rinha.store.base import ATTEMPT, CLAIM, DEAD, PAID, PIN, RELEASE, RENEW
 
 log = logging.getLogger(__name__)
 
 _CLAIM_BATCH = 500
 _CLAIM_IDLE_POLL = 0.05
 _LOOKUP_RETRY = 0.2
+_HEALTH_REFRESH = 1.0
 
 
 class Job:
     """A payment being paid by this process."""
 
-    __slots__ = ("correlation_id", "amount_cents", "pinned", "ambiguous", "attempts")
+    __slots__ = ("correlation_id", "amount_cents", "accepted_at_ms", "pinned", "ambiguous", "ambiguous_at_ms", "attempts")
 
-    def __init__(self, correlation_id: str, amount_cents: int, pinned: str | None = None, ambiguous: bool = False):
+    def __init__(self, correlation_id: str, amount_cents: int, accepted_at_ms: int, pinned: str | None = None,
+                 ambiguous: bool = False):
         self.correlation_id = correlation_id
         self.amount_cents = amount_cents
+        self.accepted_at_ms = accepted_at_ms
         self.pinned = pinned
         self.ambiguous = ambiguous
+        # Adopted ambiguous payments: their last send time is unknown, so count from now.
+        self.ambiguous_at_ms = now_ms() if ambiguous else 0
         self.attempts = 0
 
 
 class Dispatcher:
-    def __init__(self, writer: StoreWriter, processors: dict[str, Processor], policy, instance: str,
-                 concurrency: int, lease_seconds: float):
+    def __init__(self, writer: StoreWriter, store: Store, processors: dict[str, Processor], policy, instance: str,
+                 concurrency: int, lease_seconds: float, max_age: float = 0.0, unpin_after: float = 30.0):
         self.writer = writer
+        self.store = store
         self.processors = processors
         self.policy = policy
         self.instance = instance
         self.concurrency = concurrency
         self.lease_ms = int(lease_seconds * 1000)
+        self.max_age_ms = int(max_age * 1000)
+        self.unpin_after_ms = int(unpin_after * 1000)
+        self.signals = Signals()
         self.breakers = {name: Breaker() for name in processors}
         self._breaker_closed = {name: trio.Event() for name in processors}
         self._send, self._receive = trio.open_memory_channel[Job](math.inf)
         self.in_flight = 0
         self.paid = 0
+        self.dead = 0
+        self.attempts = 0
 
     @property
     def queued(self) -> int:
@@ -88,6 +109,7 @@ class Dispatcher:
                     nursery.start_soon(self._worker)
                 nursery.start_soon(self._renew_leases)
                 nursery.start_soon(self._claim_loop)
+                nursery.start_soon(self._watch_health)
                 task_status.started()
         finally:
             with trio.CancelScope(shield=True):
@@ -108,7 +130,17 @@ class Dispatcher:
 
     async def _pay(self, job: Job) -> None:
         while True:
-            name = job.pinned if job.ambiguous else self.policy.choose(job.pinned)
+            now = now_ms()
+            if self.max_age_ms and not job.ambiguous and now - job.accepted_at_ms > self.max_age_ms:
+                self._dead_letter(job, f"expired: not paid within {self.max_age_ms / 1000:g} s")
+                return
+            name = self.policy.choose(now - job.accepted_at_ms, now, self.signals)
+            if job.ambiguous and name != job.pinned:
+                verdict = await self._release_pin(job)
+                if verdict == "paid":
+                    return
+                if verdict == "stay":
+                    name = job.pinned
             if name != (job.pinned or DEFAULT):
                 # Bind the payment to its new processor durably before the first send there.
                 await self.writer.write(PIN, job.correlation_id, name, False)
@@ -116,7 +148,10 @@ class Dispatcher:
             await self._wait_for_breaker(name)
             attempt = await self.processors[name].pay(job.correlation_id, job.amount_cents)
             job.attempts += 1
+            self.attempts += 1
             outcome = attempt.outcome
+            self.writer.write_nowait(ATTEMPT, job.correlation_id, name, attempt.requested_at, outcome.value,
+                                     attempt.status, round(attempt.seconds * 1000, 3), now_ms(), attempt.detail)
             if outcome is Outcome.PAID:
                 self._succeeded(name)
                 self._record_paid(job, name, attempt.requested_at, attempt.requested_at_us)
@@ -129,15 +164,38 @@ class Dispatcher:
                     return
                 continue  # 422 then 404: an impossible answer; try again
             if outcome is Outcome.REJECTED:
-                self.writer.write_nowait(DEAD, job.correlation_id,
-                                         f"{name} answered {attempt.status}: {attempt.detail}", now_ms())
-                log.warning("payment %s dead-lettered: %s answered %s", job.correlation_id, name, attempt.status)
+                self._dead_letter(job, f"{name} answered {attempt.status}: {attempt.detail}")
                 return
-            if outcome is Outcome.AMBIGUOUS and not job.ambiguous:
-                job.ambiguous = True
-                job.pinned = name
-                self.writer.write_nowait(PIN, job.correlation_id, name, True)
+            if outcome is Outcome.AMBIGUOUS:
+                job.ambiguous_at_ms = now_ms()
+                if not job.ambiguous:
+                    job.ambiguous = True
+                    job.pinned = name
+                    self.writer.write_nowait(PIN, job.correlation_id, name, True)
             self._failed(name)
+
+    async def _release_pin(self, job: Job) -> str:
+        """May an ambiguous payment leave its processor? Only on a late enough 404 there.
+
+        Returns "released" (no longer ambiguous), "paid" (the processor had it: recorded) or "stay".
+        """
+        if now_ms() - job.ambiguous_at_ms < self.unpin_after_ms:
+            return "stay"
+        try:
+            held = await self.processors[job.pinned].lookup(job.correlation_id)
+        except LookupFailed:
+            return "stay"
+        if held is not None:
+            self._record_paid(job, job.pinned, *held)
+            return "paid"
+        await self.writer.write(PIN, job.correlation_id, job.pinned, False)
+        job.ambiguous = False
+        return "released"
+
+    def _dead_letter(self, job: Job, reason: str) -> None:
+        self.dead += 1
+        self.writer.write_nowait(DEAD, job.correlation_id, reason, now_ms())
+        log.warning("payment %s dead-lettered: %s", job.correlation_id, reason)
 
     async def _held_requested_at(self, name: str, job: Job) -> tuple[str, int] | None:
         while True:
@@ -163,12 +221,23 @@ class Dispatcher:
     def _succeeded(self, name: str) -> None:
         if self.breakers[name].success(time.monotonic()):
             log.warning("processor %s recovered", name)
+            self.signals.breaker_open[name] = False
             self._breaker_closed[name].set()
 
     def _failed(self, name: str) -> None:
         if self.breakers[name].failure(time.monotonic()):
             log.warning("processor %s failing; probing it while payments wait", name)
+            self.signals.breaker_open[name] = True
             self._breaker_closed[name] = trio.Event()
+
+    async def _watch_health(self) -> None:
+        """Keep the health readings (written by whichever instance polls) in the signals."""
+        while True:
+            try:
+                self.signals.health = await trio.to_thread.run_sync(self.store.health)
+            except Exception as exc:  # a store fault: keep the last readings
+                log.debug("health readings unavailable: %s", exc)
+            await trio.sleep(_HEALTH_REFRESH)
 
     async def _renew_leases(self) -> None:
         while True:
@@ -185,7 +254,7 @@ class Dispatcher:
                 except StoreUnavailable:
                     claimed = []
                 for row in claimed:
-                    self.submit(Job(row.correlation_id, row.amount_cents, row.pinned, row.ambiguous))
+                    self.submit(Job(row.correlation_id, row.amount_cents, row.accepted_at_ms, row.pinned, row.ambiguous))
                 if len(claimed) == _CLAIM_BATCH:
                     continue
             await trio.sleep(_CLAIM_IDLE_POLL)

@@ -75,14 +75,15 @@ class Intake:
             return json_response(400, {"error": exc.message, "field": exc.field})
         dispatcher = self.dispatcher
         owner, lease = dispatcher.owner_lease() if dispatcher is not None else (None, 0)
+        accepted_at = now_ms()
         try:
-            result = await self.writer.write(ACCEPT, payment.correlation_id, payment.amount_cents, now_ms(), owner, lease)
+            result = await self.writer.write(ACCEPT, payment.correlation_id, payment.amount_cents, accepted_at, owner, lease)
         except StoreUnavailable:
             return STORE_DOWN
         if result == "new":
             self.accepted += 1
             if dispatcher is not None:
-                dispatcher.submit(Job(payment.correlation_id, payment.amount_cents))
+                dispatcher.submit(Job(payment.correlation_id, payment.amount_cents, accepted_at))
             return ACCEPTED
         if result == "same":
             return ALREADY_ACCEPTED

@@ -16,6 +16,7 @@ import trio
 
 from rinha.daemon.config import ServeConfig
 from rinha.daemon.dispatcher import Dispatcher
+from rinha.daemon.health import HealthMonitor
 from rinha.daemon.intake import Intake
 from rinha.daemon.store_writer import StoreWriter
 from rinha.http.listen import open_listeners
@@ -43,10 +44,15 @@ async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) ->
                         DEFAULT: Processor(DEFAULT, config.default_url, config.concurrency, config.timeout),
                         FALLBACK: Processor(FALLBACK, config.fallback_url, config.concurrency, config.timeout),
                     }
-                    dispatcher = Dispatcher(writer, processors, make_policy(config.policy), instance,
-                                            config.concurrency, config.lease_seconds)
+                    policy = make_policy(config.policy, deadline_s=config.deadline)
+                    dispatcher = Dispatcher(writer, store, processors, policy, instance, config.concurrency,
+                                            config.lease_seconds, max_age=config.max_age)
                     await nursery.start(dispatcher.run)
                     nursery.start_soon(_report_reachability, processors)
+                if "health" in config.roles:
+                    monitor = HealthMonitor(writer, {DEFAULT: config.default_url, FALLBACK: config.fallback_url},
+                                            instance, config.health_interval)
+                    await nursery.start(monitor.run)
                 if "api" in config.roles:
                     intake = Intake(writer, store, dispatcher)
                     listeners = await open_listeners(config.listen)

@@ -33,6 +33,9 @@ RENEW = "renew"  # (owner, lease_until_ms) → None
 RELEASE = "release"  # (owner,) → None: hand pending payments back for others to claim
 CLAIM = "claim"  # (owner, now_ms, lease_until_ms, limit) → list[Claimed]
 PURGE = "purge"  # () → None
+LEASE = "lease"  # (name, holder, now_ms, until_ms) → bool: True if holder has the lease until until_ms
+HEALTH = "health"  # (processor, failing, min_response_time, checked_at_ms) → None
+ATTEMPT = "attempt"  # (correlation_id, processor, requested_at, outcome, status, latency_ms, at_ms, detail) → None
 
 
 @dataclass(slots=True)
@@ -55,6 +58,16 @@ class Claimed:
     pinned: str | None
     ambiguous: bool
     accepted_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A processor's last health reading, as its monitor stored it."""
+
+    processor: str
+    failing: bool
+    min_response_time: int
+    checked_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,5 +100,11 @@ class Store(Protocol):
 
     def counts(self) -> dict[str, int]:
         """Payments by state (pending, paid, dead)."""
+
+    def health(self) -> dict[str, Health]:
+        """The latest health reading per processor."""
+
+    def oldest_pending_ms(self) -> int | None:
+        """``accepted_at_ms`` of the oldest pending payment."""
 
     def close(self) -> None: ...

@@ -42,7 +42,25 @@ def _v1_payments(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX payments_pending ON payments (lease_until_ms) WHERE state = 'pending'")
 
 
-MIGRATIONS = [_v1_payments]
+def _v2_leases_health_attempts(db: sqlite_utils.Database) -> None:
+    # Named leases: exactly one holder at a time across the instances sharing the store.
+    db["leases"].create({"name": str, "holder": str, "until_ms": int}, pk="name", not_null={"holder", "until_ms"})
+    # The health monitor's latest reading per processor, shared with every instance.
+    db["processor_health"].create(
+        {"processor": str, "failing": int, "min_response_time": int, "checked_at_ms": int},
+        pk="processor", not_null={"failing", "min_response_time", "checked_at_ms"},
+    )
+    # Every attempt of every payment: a payment's story and a dead letter's history.
+    db["attempts"].create(
+        {"id": int, "correlation_id": str, "processor": str, "requested_at": str, "outcome": str,
+         "status": int, "latency_ms": float, "at_ms": int, "detail": str},
+        pk="id", not_null={"correlation_id", "processor", "outcome", "at_ms"},
+    )
+    db["attempts"].create_index(["correlation_id"])
+    db["attempts"].create_index(["at_ms"])
+
+
+MIGRATIONS = [_v1_payments, _v2_leases_health_attempts]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -16,14 +16,18 @@ import threading
 
 from rinha.store.base import (
     ACCEPT,
+    ATTEMPT,
     CLAIM,
     DEAD,
+    HEALTH,
+    LEASE,
     PAID,
     PIN,
     PURGE,
     RELEASE,
     RENEW,
     Claimed,
+    Health,
     Op,
     Side,
     Summary,
@@ -53,6 +57,20 @@ _CLAIM = (
     " SELECT correlation_id FROM payments WHERE state = 'pending' AND lease_until_ms < ?"
     " ORDER BY lease_until_ms LIMIT ?) "
     "RETURNING correlation_id, amount_cents, pinned, ambiguous, accepted_at_ms"
+)
+_LEASE = (
+    "INSERT INTO leases (name, holder, until_ms) VALUES (?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms "
+    "WHERE leases.holder = excluded.holder OR leases.until_ms < ?"
+)
+_HEALTH = (
+    "INSERT INTO processor_health (processor, failing, min_response_time, checked_at_ms) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (processor) DO UPDATE SET failing = excluded.failing, "
+    "min_response_time = excluded.min_response_time, checked_at_ms = excluded.checked_at_ms"
+)
+_ATTEMPT = (
+    "INSERT INTO attempts (correlation_id, processor, requested_at, outcome, status, latency_ms, at_ms, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SUMMARY = "SELECT processor, COUNT(*), COALESCE(SUM(amount_cents), 0) FROM payments WHERE state = 'paid'"
 _SUMMARY_BETWEEN = _SUMMARY + " AND requested_at_us BETWEEN ? AND ?"
@@ -106,6 +124,15 @@ class SQLiteStore:
     def counts(self) -> dict[str, int]:
         rows = self.connection().execute("SELECT state, COUNT(*) FROM payments GROUP BY state").fetchall()
         return {"pending": 0, "paid": 0, "dead": 0, **dict(rows)}
+
+    def health(self) -> dict[str, Health]:
+        rows = self.connection().execute(
+            "SELECT processor, failing, min_response_time, checked_at_ms FROM processor_health").fetchall()
+        return {name: Health(name, bool(failing), mrt, at) for name, failing, mrt, at in rows}
+
+    def oldest_pending_ms(self) -> int | None:
+        return self.connection().execute(
+            "SELECT MIN(accepted_at_ms) FROM payments WHERE state = 'pending'").fetchone()[0]
 
     def payment(self, correlation_id: str) -> dict | None:
         """One payment's row as a dict, or None."""
@@ -161,6 +188,21 @@ def _claim(conn, owner, now_ms, lease_until_ms, limit) -> list[Claimed]:
 
 def _purge(conn) -> None:
     conn.execute("DELETE FROM payments")
+    conn.execute("DELETE FROM attempts")
+
+
+def _lease(conn, name, holder, now_ms, until_ms) -> bool:
+    conn.execute(_LEASE, (name, holder, until_ms, now_ms))
+    row = conn.execute("SELECT holder FROM leases WHERE name = ?", (name,)).fetchone()
+    return row is not None and row[0] == holder
+
+
+def _health(conn, processor, failing, min_response_time, checked_at_ms) -> None:
+    conn.execute(_HEALTH, (processor, int(failing), min_response_time, checked_at_ms))
+
+
+def _attempt(conn, *row) -> None:
+    conn.execute(_ATTEMPT, row)
 
 
 _APPLY = {
@@ -172,4 +214,7 @@ _APPLY = {
     RELEASE: _release,
     CLAIM: _claim,
     PURGE: _purge,
+    LEASE: _lease,
+    HEALTH: _health,
+    ATTEMPT: _attempt,
 }

@@ -1,0 +1,123 @@
+"""Money, instants, payment validation and the store, without any server."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from rinha.clock import InstantError, iso_from_ms, iso_from_us, parse_instant_us
+from rinha.money import MAX_AMOUNT_CENTS, AmountError, format_cents, parse_cents
+from rinha.payment import PaymentError, parse_payment
+from rinha.store import Op, open_store
+from rinha.store.base import ACCEPT, CLAIM, DEAD, LEASE, PAID, PIN, RELEASE, RENEW
+
+
+@pytest.mark.parametrize("value,cents", [(Decimal("19.90"), 1990), (Decimal("0.01"), 1), (7, 700),
+                                         (Decimal("1.500"), 150), ("3.2", 320)])
+def test_parse_cents(value, cents):
+    assert parse_cents(value) == cents
+
+
+@pytest.mark.parametrize("value", [Decimal("0"), Decimal("-1"), Decimal("0.001"), Decimal("NaN"), True, None, 1.5,
+                                   Decimal(MAX_AMOUNT_CENTS + 1) / 100, "abc"])
+def test_parse_cents_rejects(value):
+    with pytest.raises(AmountError):
+        parse_cents(value)
+
+
+def test_format_cents():
+    assert format_cents(1990) == "19.90"
+    assert format_cents(5) == "0.05"
+    assert format_cents(0) == "0.00"
+    assert format_cents(-250) == "-2.50"
+
+
+def test_instants_round_trip():
+    assert iso_from_ms(1752582896789) == "2025-07-15T12:34:56.789Z"
+    assert parse_instant_us("2025-07-15T12:34:56.789Z") == 1752582896789000
+    assert parse_instant_us("2025-07-15T12:34:56.789") == 1752582896789000  # no offset: UTC
+    assert parse_instant_us("2025-07-15T14:34:56.789+02:00") == 1752582896789000
+    assert parse_instant_us("2025-07-15T12:34:56.7891239Z") == 1752582896789123  # truncated, not rounded
+    assert iso_from_us(1752582896789123) == "2025-07-15T12:34:56.789123Z"
+    with pytest.raises(InstantError):
+        parse_instant_us("yesterday")
+
+
+def test_payment_lower_cases_the_id():
+    payment = parse_payment(b'{"correlationId":"4A7901B8-7D26-4D9D-AA19-4DC1C7CF60B3","amount":19.9}')
+    assert payment.correlation_id == "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
+    assert payment.amount_cents == 1990
+    with pytest.raises(PaymentError) as info:
+        parse_payment(b'{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":"19.90"}')
+    assert info.value.field == "amount"
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = open_store(str(tmp_path / "s.db"))
+    store.migrate()
+    yield store
+    store.close()
+
+
+def apply(store, kind, *args):
+    op = Op(kind, args)
+    store.apply([op])
+    return op.result
+
+
+def test_accept_is_idempotent_by_id_and_amount(store):
+    assert apply(store, ACCEPT, "a", 100, 1, "me", 10) == "new"
+    assert apply(store, ACCEPT, "a", 100, 2, "me", 10) == "same"
+    assert apply(store, ACCEPT, "a", 101, 3, "me", 10) == "conflict"
+    assert store.counts() == {"pending": 1, "paid": 0, "dead": 0}
+
+
+def test_summary_counts_paid_by_requested_at_inclusive(store):
+    for i, cid in enumerate("abc"):
+        apply(store, ACCEPT, cid, 1990, 1, None, 0)
+        apply(store, PAID, cid, "default" if cid != "c" else "fallback", f"t{i}", 1000 + i, 5, 1)
+    apply(store, ACCEPT, "d", 5, 1, None, 0)  # pending: never counted
+    summary = store.summary(1000, 1001)
+    assert (summary.default.requests, summary.default.amount_cents) == (2, 3980)
+    assert summary.fallback.requests == 0
+    assert store.summary(None, None).fallback.requests == 1
+    assert store.summary(1003, 1000).default.requests == 0
+    assert summary.contest_json() == (b'{"default":{"totalRequests":2,"totalAmount":39.80},'
+                                      b'"fallback":{"totalRequests":0,"totalAmount":0.00}}')
+
+
+def test_paid_and_dead_are_final(store):
+    apply(store, ACCEPT, "a", 100, 1, None, 0)
+    apply(store, PAID, "a", "default", "t", 5, 6, 1)
+    apply(store, PAID, "a", "fallback", "t2", 7, 8, 2)  # a second record changes nothing
+    apply(store, DEAD, "a", "late", 9)
+    row = store.payment("a")
+    assert (row["state"], row["processor"], row["requested_at"]) == ("paid", "default", "t")
+
+
+def test_claims_and_leases(store):
+    apply(store, ACCEPT, "mine", 1, 1, "A", 1000)
+    apply(store, ACCEPT, "free", 1, 1, None, 0)
+    apply(store, PIN, "free", "fallback", True)
+    claimed = apply(store, CLAIM, "B", 500, 2000, 10)
+    assert [(c.correlation_id, c.pinned, c.ambiguous) for c in claimed] == [("free", "fallback", True)]
+    assert apply(store, CLAIM, "C", 999, 3000, 10) == []  # A's lease runs until 1000
+    apply(store, RENEW, "A", 5000)
+    assert apply(store, CLAIM, "C", 1500, 3000, 10) == []
+    apply(store, RELEASE, "A")  # A hands its payments back
+    assert [c.correlation_id for c in apply(store, CLAIM, "C", 1500, 3000, 10)] == ["mine"]
+
+
+def test_named_lease_has_one_holder(store):
+    assert apply(store, LEASE, "health", "A", 0, 100)
+    assert not apply(store, LEASE, "health", "B", 50, 150)
+    assert apply(store, LEASE, "health", "A", 60, 160)  # renewal
+    assert apply(store, LEASE, "health", "B", 161, 300)  # expired: taken over
+    assert not apply(store, LEASE, "health", "A", 200, 400)
+
+
+def test_migrate_twice_is_harmless(store):
+    store.migrate()
+    assert store.counts()["pending"] == 0
