@@ -21,7 +21,8 @@ payment: it stays with its processor until that processor answers 200 or 422 for
 attempt was sent (longer than any delay a processor applies, so no earlier attempt can still
 land). With ``max_age`` set, a payment older than that which no processor may hold is
 dead-lettered as expired; nothing else ever leaves the retry loop. Every attempt is kept in
-the store's ``attempts`` table (the payment's story).
+the store's ``attempts`` table (the payment's story), except a first-try success, which the
+payment's own row tells.
 
 Leases: the payments this instance owns are renewed every third of the lease; on shutdown they
 are released so that another instance adopts them at once.
@@ -150,8 +151,10 @@ class Dispatcher:
             job.attempts += 1
             self.attempts += 1
             outcome = attempt.outcome
-            self.writer.write_nowait(ATTEMPT, job.correlation_id, name, attempt.requested_at, outcome.value,
-                                     attempt.status, round(attempt.seconds * 1000, 3), now_ms(), attempt.detail)
+            if outcome is not Outcome.PAID or job.attempts > 1:
+                # A first-try success is told by the payment's row alone; keep the story of the rest.
+                self.writer.write_nowait(ATTEMPT, job.correlation_id, name, attempt.requested_at, outcome.value,
+                                         attempt.status, round(attempt.seconds * 1000, 3), now_ms(), attempt.detail)
             if outcome is Outcome.PAID:
                 self._succeeded(name)
                 self._record_paid(job, name, attempt.requested_at, attempt.requested_at_us)

@@ -9,7 +9,9 @@ batch, not one per request, and the event loop never waits on SQLite itself.
   or raises :class:`StoreUnavailable` if that batch failed: the caller must not report success.
 * ``writer.write_nowait(kind, *args)`` queues an op whose outcome the caller does not wait for
   (recording a payment as paid). If its batch fails, it is retried until the store recovers:
-  such an op is never dropped while the process lives.
+  such an op is never dropped while the process lives. A batch of such ops alone lingers up to
+  ``LINGER`` seconds to share its commit with more; an awaited op commits at once, and takes
+  the lingering ones with it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 _STOP = Op("stop", ())
 _RETRY_PAUSE = 0.05
+#: How long fire-and-forget ops wait for company before committing alone (seconds).
+LINGER = 0.002
 #: After shutdown was asked, unwritten ops are retried this long; the payments they concern stay
 #: pending in the store and are settled on the next start (a resend meets the processor's 422).
 _SHUTDOWN_RETRY_SECONDS = 5.0
@@ -72,7 +76,7 @@ class StoreWriter:
         self._queue.put(Op(kind, args))
 
     def _loop(self) -> None:
-        get, get_nowait = self._queue.get, self._queue.get_nowait
+        get = self._queue.get
         stopping = False
         retry: list[Op] = []
         give_up_at = float("inf")
@@ -89,9 +93,13 @@ class StoreWriter:
                     give_up_at = time.monotonic() + _SHUTDOWN_RETRY_SECONDS
                 else:
                     batch.append(op)
+            # Gather what is queued; while nobody waits for this batch, linger for company.
+            linger_until = time.monotonic() + LINGER
+            waited = any(op.waiter is not None for op in batch)
             while True:
+                timeout = 0 if (waited or stopping) else linger_until - time.monotonic()
                 try:
-                    op = get_nowait()
+                    op = get(timeout=timeout) if timeout > 0 else get(block=False)
                 except queue.Empty:
                     break
                 if op is _STOP:
@@ -99,6 +107,7 @@ class StoreWriter:
                     give_up_at = time.monotonic() + _SHUTDOWN_RETRY_SECONDS
                 else:
                     batch.append(op)
+                    waited = waited or op.waiter is not None
             if not batch:
                 continue
             try:
