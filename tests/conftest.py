@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import httpx
 import pytest
 
+from tests.support.wait import wait_until
 from tests.support.procs import Service, free_port, rinha_command
 
 TOKEN = "123"
@@ -26,12 +27,13 @@ class Processors:
     default_url: str
     fallback_url: str
     service: Service
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))  # keep-alive
 
     def url(self, name: str) -> str:
         return self.default_url if name == "default" else self.fallback_url
 
     def admin(self, name: str, method: str, path: str, **kwargs) -> httpx.Response:
-        return httpx.request(method, self.url(name) + path, headers={"X-Rinha-Token": TOKEN}, timeout=10, **kwargs)
+        return self.client.request(method, self.url(name) + path, headers={"X-Rinha-Token": TOKEN}, **kwargs)
 
     def set(self, name: str, delay: int | None = None, failure: bool | None = None) -> None:
         if delay is not None:
@@ -46,12 +48,18 @@ class Processors:
         return reply.json()
 
     def payment(self, name: str, correlation_id: str) -> dict | None:
-        reply = httpx.get(f"{self.url(name)}/payments/{correlation_id}", timeout=10)
+        reply = self.client.get(f"{self.url(name)}/payments/{correlation_id}")
         return reply.json() if reply.status_code == 200 else None
 
+    def in_flight(self, name: str) -> int:
+        return self.admin(name, "GET", "/admin/in-flight").json()["payments"]
+
     def reset(self) -> None:
+        """Healthy and empty. Payments still held in a delay (an earlier test's) land first."""
         for name in ("default", "fallback"):
             self.set(name, delay=0, failure=False)
+        for name in ("default", "fallback"):
+            wait_until(lambda: self.in_flight(name) == 0, timeout=30, what=f"{name}'s held payments to land")
             assert self.admin(name, "POST", "/admin/purge-payments").status_code == 200
 
 
@@ -61,12 +69,12 @@ def processors_session():
     service = Service(
         rinha_command("processors", "--host", "127.0.0.1", "--default-port", str(default_port),
                       "--fallback-port", str(fallback_port), "--token", TOKEN, "--rate-limit-seconds", "1"),
-        ready_url=f"http://127.0.0.1:{fallback_port}/payments/service-health", name="processors",
+        ready_url=f"http://127.0.0.1:{fallback_port}/", name="processors",
     )
     service.start()
     service.wait_ready()
     # both must answer before any test runs
-    Service(["default"], ready_url=f"http://127.0.0.1:{default_port}/payments/service-health").wait_ready()
+    Service(["default"], ready_url=f"http://127.0.0.1:{default_port}/").wait_ready()
     yield Processors(f"http://127.0.0.1:{default_port}", f"http://127.0.0.1:{fallback_port}", service)
     service.stop()
 
