@@ -2,11 +2,20 @@
 
 import typer
 
-from rinha.cli import serve
+from rinha.cli import processors, serve
+from rinha.cli import stack
+from rinha.cli import payment, replay, status, summary
 
 app = typer.Typer(no_args_is_help=True, help="rinha: a payment intermediary daemon and its operator toolkit.")
 
 app.command("serve")(serve.serve)
+app.command("processors")(processors.processors)
+app.add_typer(stack.app, name="stack")
+app.command("summary")(summary.summary)
+app.command("replay-dlq")(replay.replay_dlq)
+app.command("status")(status.status)
+app.command("health")(status.health)
+app.command("payment")(payment.payment)
 
 
 @app.command()

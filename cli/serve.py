@@ -22,6 +22,11 @@ def serve(
     concurrency: int = typer.Option(64, envvar="RINHA_CONCURRENCY", help="Attempts in flight per processor."),
     timeout: float = typer.Option(10.0, envvar="RINHA_TIMEOUT", help="Seconds before an unanswered attempt counts as ambiguous."),
     lease_seconds: float = typer.Option(5.0, envvar="RINHA_LEASE_SECONDS", help="Seconds after which another instance adopts a dead instance's payments."),
+    header_timeout: float = typer.Option(10.0, envvar="RINHA_HEADER_TIMEOUT", help="Seconds a client has to send a whole request once it started (slow clients get 408)."),
+    idle_timeout: float = typer.Option(75.0, envvar="RINHA_IDLE_TIMEOUT", help="Seconds an idle keep-alive connection is kept open."),
+    control: str = typer.Option(None, "--control", envvar="RINHA_CONTROL", help="Control socket (status, metrics, DLQ replay); default: <db>.control.sock. '' disables it."),
+    no_control: bool = typer.Option(False, "--no-control", envvar="RINHA_NO_CONTROL", help="Run without the control socket."),
+    attempts_retention: float = typer.Option(7 * 86400.0, envvar="RINHA_ATTEMPTS_RETENTION", help="Seconds each payment attempt is kept in the store for `rinha payment` (0: forever)."),
     log_level: str = typer.Option("info", envvar="RINHA_LOG_LEVEL", help="debug, info, warning or error."),
 ) -> None:
     """Run the payment daemon: HTTP intake, dispatch to the processors, health monitoring.
@@ -36,7 +41,8 @@ def serve(
     """
     try:
         config = make_config(listen, db, default_url, fallback_url, roles, policy, concurrency, timeout, lease_seconds,
-                             deadline, max_age, health_interval)
+                             deadline, max_age, health_interval, header_timeout, idle_timeout,
+                             control="" if no_control else control, attempts_retention=attempts_retention)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
     level = getattr(logging, log_level.upper(), None)

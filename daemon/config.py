@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -31,6 +32,27 @@ class ServeConfig:
     max_age: float = 0.0  # dead-letter payments older than this (0: never)
     health_interval: float = 5.0  # seconds between two health calls to one processor
     limits: Limits = Limits()
+    control: str | None = None  # control socket path; None: default_control_path(db); "": no control plane
+    attempts_retention: float = 7 * 86400.0  # seconds an attempt is kept in the store (0: forever)
+
+
+#: A unix socket path holds at most this many bytes on Linux (``sun_path`` is 108 with the NUL).
+MAX_SOCKET_PATH = 107
+
+
+def default_control_path(db: str) -> str:
+    """The control socket of the daemon using database ``db``: next to it."""
+    return db + ".control.sock"
+
+
+def check_control(control: str | None, db: str) -> str:
+    """The control socket path to use ("" for none), or ConfigError."""
+    path = default_control_path(db) if control is None else control.strip()
+    if path and len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        origin = "derived from --db" if control is None else "--control"
+        raise ConfigError(f"control socket path {path!r} ({origin}) is {len(os.fsencode(path))} bytes; a unix socket "
+                          f"path holds at most {MAX_SOCKET_PATH}: pass a shorter --control PATH, or --no-control")
+    return path
 
 
 def parse_roles(text: str) -> frozenset[str]:
@@ -54,7 +76,9 @@ def check_url(option: str, url: str) -> str:
 
 def make_config(listen: str, db: str, default_url: str, fallback_url: str, roles: str, policy: str = "fee-first",
                 concurrency: int = 64, timeout: float = 10.0, lease_seconds: float = 5.0, deadline: float = 10.0,
-                max_age: float = 0.0, health_interval: float = 5.0) -> ServeConfig:
+                max_age: float = 0.0, health_interval: float = 5.0, header_timeout: float = 10.0,
+                idle_timeout: float = 75.0, control: str | None = None,
+                attempts_retention: float = 7 * 86400.0) -> ServeConfig:
     try:
         address = parse_address(listen)
     except AddressError as exc:
@@ -73,11 +97,20 @@ def make_config(listen: str, db: str, default_url: str, fallback_url: str, roles
         raise ConfigError(f"--max-age {max_age}: expected 0 (off) or 1 s to 30 days")
     if not 1 <= health_interval <= 3600:
         raise ConfigError(f"--health-interval {health_interval}: expected 1-3600 seconds (the processors allow one call per 5 s)")
+    if not 0.1 <= header_timeout <= 600:
+        raise ConfigError(f"--header-timeout {header_timeout}: expected 0.1-600 seconds")
+    if not 0.1 <= idle_timeout <= 3600:
+        raise ConfigError(f"--idle-timeout {idle_timeout}: expected 0.1-3600 seconds")
     if not db.strip():
         raise ConfigError("--db: expected a file path")
+    if attempts_retention != 0 and not 1 <= attempts_retention <= 10 * 365 * 86400:
+        raise ConfigError(f"--attempts-retention {attempts_retention}: expected 0 (keep forever) or 1 s to 10 years")
+    control = check_control(control, db)
     return ServeConfig(
+        control=control, attempts_retention=attempts_retention,
         listen=address, db=db, default_url=check_url("--default-url", default_url),
         fallback_url=check_url("--fallback-url", fallback_url), roles=parse_roles(roles), policy=policy,
         concurrency=concurrency, timeout=timeout, lease_seconds=lease_seconds, deadline=deadline, max_age=max_age,
         health_interval=health_interval,
+        limits=Limits(header_timeout=header_timeout, idle_timeout=idle_timeout),
     )

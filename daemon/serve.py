@@ -15,6 +15,7 @@ import uuid
 import trio
 
 from rinha.daemon.config import ServeConfig
+from rinha.daemon.control import start_operations
 from rinha.daemon.dispatcher import Dispatcher
 from rinha.daemon.health import HealthMonitor
 from rinha.daemon.intake import Intake
@@ -38,7 +39,7 @@ async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) ->
         async with writer.running():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
-                dispatcher = None
+                dispatcher = monitor = intake = None
                 if "dispatch" in config.roles:
                     processors = {
                         DEFAULT: Processor(DEFAULT, config.default_url, config.concurrency, config.timeout),
@@ -59,6 +60,7 @@ async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) ->
                     server = Server(intake.handle, config.limits)
                     await nursery.start(server.serve, listeners)
                     log.info("listening on %s", config.listen)
+                await start_operations(nursery, config, instance, store, writer, dispatcher, intake, monitor)
                 task_status.started()
     finally:
         store.close()

@@ -36,6 +36,10 @@ PURGE = "purge"  # () → None
 LEASE = "lease"  # (name, holder, now_ms, until_ms) → bool: True if holder has the lease until until_ms
 HEALTH = "health"  # (processor, failing, min_response_time, checked_at_ms) → None
 ATTEMPT = "attempt"  # (correlation_id, processor, requested_at, outcome, status, latency_ms, at_ms, detail) → None
+REQUEUE = "requeue"  # (correlation_ids, at_ms) → list[str]: dead → pending (unowned, age from at_ms); others untouched
+SETTLE_DEAD = "settle_dead"  # (correlation_id, processor, requested_at, requested_at_us, at_ms) → bool: dead → paid (a processor holds it)
+PRUNE_ATTEMPTS = "prune_attempts"  # (before_ms, limit) → int: attempts older than before_ms deleted, at most limit
+HEARTBEAT = "heartbeat"  # (instance, roles, control, pid, started_at_ms, seen_at_ms) → None
 
 
 @dataclass(slots=True)

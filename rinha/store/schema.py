@@ -60,7 +60,20 @@ def _v2_leases_health_attempts(db: sqlite_utils.Database) -> None:
     db["attempts"].create_index(["at_ms"])
 
 
-MIGRATIONS = [_v1_payments, _v2_leases_health_attempts]
+def _v3_operations(db: sqlite_utils.Database) -> None:
+    # A replayed dead letter restarts its age (the dispatcher's max-age and deadline count from
+    # accepted_at_ms); the first acceptance is kept here for its story. NULL: never replayed.
+    db.execute("ALTER TABLE payments ADD COLUMN first_accepted_at_ms INTEGER")
+    # Dead letters by the time they died: the DLQ listing and its count read only this index.
+    db.execute("CREATE INDEX payments_dead ON payments (paid_at_ms) WHERE state = 'dead'")
+    # Every daemon instance sharing the store, refreshed by its heartbeat (`rinha status`).
+    db["instances"].create(
+        {"instance": str, "roles": str, "control": str, "pid": int, "started_at_ms": int, "seen_at_ms": int},
+        pk="instance", not_null={"roles", "started_at_ms", "seen_at_ms"},
+    )
+
+
+MIGRATIONS = [_v1_payments, _v2_leases_health_attempts, _v3_operations]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

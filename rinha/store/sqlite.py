@@ -20,12 +20,16 @@ from rinha.store.base import (
     CLAIM,
     DEAD,
     HEALTH,
+    HEARTBEAT,
     LEASE,
     PAID,
     PIN,
+    PRUNE_ATTEMPTS,
     PURGE,
     RELEASE,
     RENEW,
+    REQUEUE,
+    SETTLE_DEAD,
     Claimed,
     Health,
     Op,
@@ -153,6 +157,68 @@ class SQLiteStore:
                 pass  # created in another thread that is gone; the GC closes it
         self._local = threading.local()
 
+    # Operator reads (the control plane and the CLI). None of them is on the payment path.
+
+    def state_counts(self) -> dict[str, int]:
+        """Payments by state, each counted from its partial index (no table scan)."""
+        conn = self.connection()
+        return {state: conn.execute(_COUNT_STATE[state]).fetchone()[0] for state in ("pending", "paid", "dead")}
+
+    def dead_letters(self, since_ms: int | None = None, reason: str | None = None, limit: int | None = None) -> list[dict]:
+        """Dead payments, oldest death first: dead at or after ``since_ms``, ``reason`` containing
+        the text (case-insensitive). Each: correlation_id, amount_cents, accepted_at_ms,
+        dead_at_ms, reason, attempts (real attempts made, from the attempt history)."""
+        where, params = _dead_filter(since_ms, reason)
+        sql = (
+            "SELECT correlation_id, amount_cents, COALESCE(first_accepted_at_ms, accepted_at_ms), paid_at_ms, dead_reason,"
+            " (SELECT COUNT(*) FROM attempts a WHERE a.correlation_id = p.correlation_id"
+            f" AND a.outcome NOT IN ({_EVENT_OUTCOMES})) FROM payments p WHERE {where} ORDER BY paid_at_ms, correlation_id"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self.connection().execute(sql, params).fetchall()
+        keys = ("correlation_id", "amount_cents", "accepted_at_ms", "dead_at_ms", "reason", "attempts")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def dead_letter_count(self, since_ms: int | None = None, reason: str | None = None) -> int:
+        where, params = _dead_filter(since_ms, reason)
+        return self.connection().execute(f"SELECT COUNT(*) FROM payments p WHERE {where}", params).fetchone()[0]
+
+    def payment_story(self, correlation_id: str) -> tuple[dict, list[dict]] | None:
+        """A payment's row (as :meth:`payment`) and its history: every attempt and operator event
+        (outcome ``requeued`` or ``found``) in order, each a dict of the ``attempts`` table's columns."""
+        row = self.payment(correlation_id)
+        if row is None:
+            return None
+        cursor = self.connection().execute(
+            "SELECT processor, requested_at, outcome, status, latency_ms, at_ms, detail FROM attempts"
+            " WHERE correlation_id = ? ORDER BY id", (correlation_id,))
+        keys = [c[0] for c in cursor.description]
+        return row, [dict(zip(keys, attempt)) for attempt in cursor.fetchall()]
+
+    def states(self, correlation_ids: list[str]) -> dict[str, str]:
+        """The state of each payment that exists (pending, paid, dead)."""
+        conn = self.connection()
+        found: dict[str, str] = {}
+        for start in range(0, len(correlation_ids), 500):
+            chunk = correlation_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(conn.execute(
+                f"SELECT correlation_id, state FROM payments WHERE correlation_id IN ({marks})", chunk).fetchall())
+        return found
+
+    def instances(self) -> list[dict]:
+        """Every instance that has sent a heartbeat in the last day, most recent first."""
+        cursor = self.connection().execute(
+            "SELECT instance, roles, control, pid, started_at_ms, seen_at_ms FROM instances ORDER BY seen_at_ms DESC")
+        keys = [c[0] for c in cursor.description]
+        return [dict(zip(keys, row)) for row in cursor.fetchall()]
+
+    def lease_holder(self, name: str) -> tuple[str, int] | None:
+        """(holder, until_ms) of a named lease, or None if it was never taken."""
+        return self.connection().execute("SELECT holder, until_ms FROM leases WHERE name = ?", (name,)).fetchone()
+
 
 def _accept(conn: sqlite3.Connection, correlation_id: str, cents: int, at_ms: int, owner: str | None, lease_until: int) -> str:
     if conn.execute(_INSERT, (correlation_id, cents, at_ms, owner, lease_until)).rowcount == 1:
@@ -205,6 +271,71 @@ def _attempt(conn, *row) -> None:
     conn.execute(_ATTEMPT, row)
 
 
+_EVENT_OUTCOMES = "'requeued', 'found'"  # rows of the attempts table that are operator events, not attempts
+_COUNT_STATE = {state: f"SELECT COUNT(*) FROM payments WHERE state = '{state}'" for state in ("pending", "paid", "dead")}
+_REQUEUE_READ = "SELECT dead_reason FROM payments WHERE correlation_id = ? AND state = 'dead'"
+_REQUEUE = (
+    "UPDATE payments SET state = 'pending', owner = NULL, lease_until_ms = 0, dead_reason = NULL, paid_at_ms = NULL, "
+    "first_accepted_at_ms = COALESCE(first_accepted_at_ms, accepted_at_ms), accepted_at_ms = ? "
+    "WHERE correlation_id = ? AND state = 'dead'"
+)
+_SETTLE_DEAD = (
+    "UPDATE payments SET state = 'paid', processor = ?, requested_at = ?, requested_at_us = ?, paid_at_ms = ?, "
+    "dead_reason = NULL, owner = NULL WHERE correlation_id = ? AND state = 'dead'"
+)
+_PRUNE_ATTEMPTS = "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE at_ms < ? ORDER BY at_ms LIMIT ?)"
+_HEARTBEAT = (
+    "INSERT INTO instances (instance, roles, control, pid, started_at_ms, seen_at_ms) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (instance) DO UPDATE SET roles = excluded.roles, control = excluded.control, "
+    "seen_at_ms = excluded.seen_at_ms"
+)
+_INSTANCE_FORGOTTEN_MS = 86_400_000
+
+
+def _dead_filter(since_ms: int | None, reason: str | None) -> tuple[str, list]:
+    where, params = ["state = 'dead'"], []
+    if since_ms is not None:
+        where.append("paid_at_ms >= ?")
+        params.append(since_ms)
+    if reason:
+        where.append("instr(lower(dead_reason), lower(?)) > 0")
+        params.append(reason)
+    return " AND ".join(where), params
+
+
+def _requeue(conn, correlation_ids, at_ms) -> list[str]:
+    """Dead letters back to pending, unowned (claimed within a claim poll), their age counted from
+    ``at_ms``; an attempts row ``requeued`` keeps the reason they died for in the history."""
+    requeued = []
+    for correlation_id in correlation_ids:
+        row = conn.execute(_REQUEUE_READ, (correlation_id,)).fetchone()
+        if row is None:
+            continue
+        conn.execute(_REQUEUE, (at_ms, correlation_id))
+        conn.execute(_ATTEMPT, (correlation_id, "-", None, "requeued", None, None, at_ms, f"was dead: {row[0]}"))
+        requeued.append(correlation_id)
+    return requeued
+
+
+def _settle_dead(conn, correlation_id, processor, requested_at, requested_at_us, at_ms) -> bool:
+    row = conn.execute(_REQUEUE_READ, (correlation_id,)).fetchone()
+    if row is None:
+        return False
+    conn.execute(_SETTLE_DEAD, (processor, requested_at, requested_at_us, at_ms, correlation_id))
+    conn.execute(_ATTEMPT, (correlation_id, processor, requested_at, "found", None, None, at_ms,
+                            f"was dead: {row[0]}; {processor} holds it: recorded paid, not replayed"))
+    return True
+
+
+def _prune_attempts(conn, before_ms, limit) -> int:
+    return conn.execute(_PRUNE_ATTEMPTS, (before_ms, limit)).rowcount
+
+
+def _heartbeat(conn, instance, roles, control, pid, started_at_ms, seen_at_ms) -> None:
+    conn.execute(_HEARTBEAT, (instance, roles, control, pid, started_at_ms, seen_at_ms))
+    conn.execute("DELETE FROM instances WHERE seen_at_ms < ?", (seen_at_ms - _INSTANCE_FORGOTTEN_MS,))
+
+
 _APPLY = {
     ACCEPT: _accept,
     PAID: _paid,
@@ -217,4 +348,8 @@ _APPLY = {
     LEASE: _lease,
     HEALTH: _health,
     ATTEMPT: _attempt,
+    REQUEUE: _requeue,
+    SETTLE_DEAD: _settle_dead,
+    PRUNE_ATTEMPTS: _prune_attempts,
+    HEARTBEAT: _heartbeat,
 }
