@@ -40,7 +40,7 @@ import trio
 from rinha.daemon.store_writer import StoreUnavailable, StoreWriter
 from rinha.breaker import Breaker
 from rinha.clock import now_ms
-from rinha.policy import Signals
+from rinha.policy import Signals, stamp_lead_ms
 from rinha.processor import DEFAULT, LookupFailed, Outcome, Processor
 from rinha.store import Store
 from rinha.store.base import ATTEMPT, CLAIM, DEAD, PAID, PIN, RELEASE, RENEW
@@ -83,6 +83,10 @@ class Dispatcher:
         self.max_age_ms = int(max_age * 1000)
         self.unpin_after_ms = int(unpin_after * 1000)
         self.signals = Signals()
+        #: The latency of each processor's latest answer (ms): its current delay, as observed.
+        self.observed_ms = {name: 0.0 for name in processors}
+        #: Send instants of unanswered attempts per processor, oldest first (insertion order).
+        self._outstanding: dict[str, dict[str, float]] = {name: {} for name in processors}
         self.breakers = {name: Breaker() for name in processors}
         self._breaker_closed = {name: trio.Event() for name in processors}
         self._send, self._receive = trio.open_memory_channel[Job](math.inf)
@@ -146,8 +150,17 @@ class Dispatcher:
                 # Bind the payment to its new processor durably before the first send there.
                 await self.writer.write(PIN, job.correlation_id, name, False)
                 job.pinned = name
-            await self._wait_for_breaker(name)
-            attempt = await self.processors[name].pay(job.correlation_id, job.amount_cents)
+            if not await self._wait_for_breaker(name, self.policy.revisit_ms(now - job.accepted_at_ms) / 1000):
+                continue  # waited as long as the policy's choice holds: ask it again
+            outstanding = self._outstanding[name]
+            outstanding[job.correlation_id] = time.monotonic()
+            try:
+                attempt = await self.processors[name].pay(job.correlation_id, job.amount_cents,
+                                                          stamp_lead_ms(self._expected_delay_ms(name)))
+            finally:
+                del outstanding[job.correlation_id]
+            if attempt.status:
+                self.observed_ms[name] = attempt.seconds * 1000
             job.attempts += 1
             self.attempts += 1
             outcome = attempt.outcome
@@ -176,6 +189,15 @@ class Dispatcher:
                     job.pinned = name
                     self.writer.write_nowait(PIN, job.correlation_id, name, True)
             self._failed(name)
+
+    def _expected_delay_ms(self, name: str) -> float:
+        """The processor's current delay as far as we can tell: its latest answer's latency, or
+        longer if an attempt has been waiting longer than that (the delay just went up)."""
+        outstanding = self._outstanding[name]
+        if not outstanding:
+            return self.observed_ms[name]
+        oldest = next(iter(outstanding.values()))
+        return max(self.observed_ms[name], (time.monotonic() - oldest) * 1000)
 
     async def _release_pin(self, job: Job) -> str:
         """May an ambiguous payment leave its processor? Only on a late enough 404 there.
@@ -212,13 +234,18 @@ class Dispatcher:
         self.paid += 1
         self.writer.write_nowait(PAID, job.correlation_id, name, requested_at, requested_at_us, now_ms(), job.attempts)
 
-    async def _wait_for_breaker(self, name: str) -> None:
+    async def _wait_for_breaker(self, name: str, patience: float) -> bool:
+        """Wait until the breaker lets an attempt go (True), or ``patience`` seconds (False)."""
         breaker = self.breakers[name]
+        give_up_at = time.monotonic() + patience
         while True:
-            wait = breaker.wait_time(time.monotonic())
+            now = time.monotonic()
+            wait = breaker.wait_time(now)
             if wait <= 0:
-                return
-            with trio.move_on_after(wait):
+                return True
+            if now >= give_up_at:
+                return False
+            with trio.move_on_after(min(wait, give_up_at - now)):
                 await self._breaker_closed[name].wait()
 
     def _succeeded(self, name: str) -> None:

@@ -1,7 +1,9 @@
 """Routing policies: which processor a payment's next attempt goes to. Pure objects, no I/O.
 
 A policy sees the payment's age and :class:`Signals` (breakers fed by real outcomes, the
-health monitor's latest reading and its age) and names a processor. Whatever it says, the
+health monitor's latest reading and its age) and names a processor; ``revisit_ms(age)`` says how
+long that choice holds while the processor's breaker makes the payment wait (then it is asked
+again). Whatever it says, the
 same-processor rule wins: a payment whose last attempt had an unknown outcome goes back to that
 processor; the dispatcher enforces it before asking.
 
@@ -15,6 +17,7 @@ for); the fallback only when it is safe.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from rinha.processor import DEFAULT, FALLBACK
@@ -24,6 +27,23 @@ from rinha.store.base import Health
 AUDIT_SAFE_MS = 1000
 #: A health reading older than this is ignored (the monitor polls every 5 s).
 HEALTH_FRESH_MS = 15_000
+#: A waiting payment's route is reconsidered at least this often when signals may change it.
+REVISIT_MS = 500
+
+
+def stamp_lead_ms(expected_delay_ms: float) -> int:
+    """How far past the send instant to stamp ``requestedAt`` for a processor this slow.
+
+    The processors file a payment under the ``requestedAt`` it carries, once their configured
+    delay has elapsed. Stamped at the send instant, a payment held longer than the auditor's
+    1.5 s margin is filed "in the past": an audit read between the processor filing it and our
+    recording it sees it on one side only (seen in tests when default recovers from a 2 s delay
+    while probes are in flight). Above ``AUDIT_SAFE_MS`` the stamp is therefore the instant the
+    processor is expected to act on the request (send + its observed delay): the time from
+    ``requestedAt`` to "recorded on both sides" stays under the margin, which is what the stamp
+    exists for. An over-estimate only files the payment a little later on both sides alike.
+    """
+    return int(expected_delay_ms) if expected_delay_ms > AUDIT_SAFE_MS else 0
 
 
 @dataclass
@@ -66,6 +86,10 @@ class FeeFirst:
     def choose(self, age_ms: int, now_ms: int, signals: Signals) -> str:
         return DEFAULT
 
+    def revisit_ms(self, age_ms: int) -> float:
+        """How long a decision holds while the chosen processor makes the payment wait."""
+        return math.inf
+
 
 @dataclass(frozen=True)
 class Deadline:
@@ -85,6 +109,9 @@ class Deadline:
         if default_bad and signals.usable(FALLBACK, now_ms):
             return FALLBACK
         return DEFAULT
+
+    def revisit_ms(self, age_ms: int) -> float:
+        return max(self.deadline_s * 1000 - age_ms, REVISIT_MS)
 
 
 @dataclass(frozen=True)
@@ -107,6 +134,9 @@ class Latency:
         if default_ms is not None and fallback_ms is not None and default_ms - fallback_ms >= self.gap_ms:
             return FALLBACK
         return DEFAULT
+
+    def revisit_ms(self, age_ms: int) -> float:
+        return REVISIT_MS
 
 
 POLICIES = {"fee-first": FeeFirst, "deadline": Deadline, "latency": Latency}

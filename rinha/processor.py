@@ -65,9 +65,10 @@ class Processor:
         # Everything before the Content-Length value, built once.
         self._head = probe[: probe.index(b"Content-Length: ") + len(b"Content-Length: ")]
 
-    async def pay(self, correlation_id: str, amount_cents: int) -> Attempt:
-        """Send one attempt, stamped with ``requestedAt`` = now (ms, UTC)."""
-        stamp_ms = now_ms()
+    async def pay(self, correlation_id: str, amount_cents: int, lead_ms: int = 0) -> Attempt:
+        """Send one attempt, stamped with ``requestedAt`` = now + ``lead_ms`` (ms, UTC; see
+        ``rinha.policy.stamp_lead_ms``)."""
+        stamp_ms = now_ms() + lead_ms
         requested_at = iso_from_ms(stamp_ms)
         body = b'{"correlationId":"%s","amount":%s,"requestedAt":"%s"}' % (
             correlation_id.encode(), format_cents(amount_cents).encode(), requested_at.encode())
