@@ -27,6 +27,7 @@ def serve(
     control: str = typer.Option(None, "--control", envvar="RINHA_CONTROL", help="Control socket (status, metrics, DLQ replay); default: <db>.control.sock. '' disables it."),
     no_control: bool = typer.Option(False, "--no-control", envvar="RINHA_NO_CONTROL", help="Run without the control socket."),
     attempts_retention: float = typer.Option(7 * 86400.0, envvar="RINHA_ATTEMPTS_RETENTION", help="Seconds each payment attempt is kept in the store for `rinha payment` (0: forever)."),
+    grace_seconds: float = typer.Option(5.0, envvar="RINHA_GRACE_SECONDS", help="On SIGTERM/SIGINT: seconds in-flight payments may take to finish (new ones get 503) before the rest is handed back."),
     log_level: str = typer.Option("info", envvar="RINHA_LOG_LEVEL", help="debug, info, warning or error."),
 ) -> None:
     """Run the payment daemon: HTTP intake, dispatch to the processors, health monitoring.
@@ -42,7 +43,7 @@ def serve(
     try:
         config = make_config(listen, db, default_url, fallback_url, roles, policy, concurrency, timeout, lease_seconds,
                              deadline, max_age, health_interval, header_timeout, idle_timeout,
-                             control="" if no_control else control, attempts_retention=attempts_retention)
+                             control="" if no_control else control, attempts_retention=attempts_retention, grace_seconds=grace_seconds)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
     level = getattr(logging, log_level.upper(), None)

@@ -34,6 +34,7 @@ class ServeConfig:
     limits: Limits = Limits()
     control: str | None = None  # control socket path; None: default_control_path(db); "": no control plane
     attempts_retention: float = 7 * 86400.0  # seconds an attempt is kept in the store (0: forever)
+    grace_seconds: float = 5.0  # on SIGTERM/SIGINT: how long in-flight attempts may take to finish
 
 
 #: A unix socket path holds at most this many bytes on Linux (``sun_path`` is 108 with the NUL).
@@ -78,7 +79,7 @@ def make_config(listen: str, db: str, default_url: str, fallback_url: str, roles
                 concurrency: int = 64, timeout: float = 10.0, lease_seconds: float = 5.0, deadline: float = 10.0,
                 max_age: float = 0.0, health_interval: float = 5.0, header_timeout: float = 10.0,
                 idle_timeout: float = 75.0, control: str | None = None,
-                attempts_retention: float = 7 * 86400.0) -> ServeConfig:
+                attempts_retention: float = 7 * 86400.0, grace_seconds: float = 5.0) -> ServeConfig:
     try:
         address = parse_address(listen)
     except AddressError as exc:
@@ -105,9 +106,11 @@ def make_config(listen: str, db: str, default_url: str, fallback_url: str, roles
         raise ConfigError("--db: expected a file path")
     if attempts_retention != 0 and not 1 <= attempts_retention <= 10 * 365 * 86400:
         raise ConfigError(f"--attempts-retention {attempts_retention}: expected 0 (keep forever) or 1 s to 10 years")
+    if not 0 <= grace_seconds <= 600:
+        raise ConfigError(f"--grace-seconds {grace_seconds}: expected 0-600 seconds")
     control = check_control(control, db)
     return ServeConfig(
-        control=control, attempts_retention=attempts_retention,
+        control=control, attempts_retention=attempts_retention, grace_seconds=grace_seconds,
         listen=address, db=db, default_url=check_url("--default-url", default_url),
         fallback_url=check_url("--fallback-url", fallback_url), roles=parse_roles(roles), policy=policy,
         concurrency=concurrency, timeout=timeout, lease_seconds=lease_seconds, deadline=deadline, max_age=max_age,

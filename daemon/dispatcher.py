@@ -25,7 +25,13 @@ the store's ``attempts`` table (the payment's story), except a first-try success
 payment's own row tells.
 
 Leases: the payments this instance owns are renewed every third of the lease; on shutdown they
-are released so that another instance adopts them at once.
+are released so that another instance adopts them at once. A payment adopted from an instance
+that died (its lease ran out) may have had an attempt in flight: it is adopted as ambiguous at
+the processor it was bound to (the store's claim marks it so).
+
+Shutdown (``drain``): no attempt starts any more; attempts in flight run to their answer for up
+to the grace period, and one still unanswered then is pinned ambiguous before it is dropped.
+The payments left are released when ``run`` ends.
 """
 
 from __future__ import annotations
@@ -91,6 +97,12 @@ class Dispatcher:
         self._breaker_closed = {name: trio.Event() for name in processors}
         self._send, self._receive = trio.open_memory_channel[Job](math.inf)
         self.in_flight = 0
+        self.draining = False
+        #: Cancel scopes of the attempts being sent: shielded from shutdown until the grace ends.
+        self._sending: set[trio.CancelScope] = set()
+        self._send_deadline = math.inf
+        self._work: trio.CancelScope | None = None
+        self._stopped = trio.Event()
         self.paid = 0
         self.dead = 0
         self.attempts = 0
@@ -110,6 +122,7 @@ class Dispatcher:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
+                self._work = nursery.cancel_scope
                 for _ in range(self.concurrency * len(self.processors)):
                     nursery.start_soon(self._worker)
                 nursery.start_soon(self._renew_leases)
@@ -124,6 +137,25 @@ class Dispatcher:
                     log.warning("could not release claimed payments; they are adopted when their lease expires")
                 for processor in self.processors.values():
                     await processor.aclose()
+                self._stopped.set()
+
+    async def drain(self, grace: float) -> None:
+        """Stop paying: let attempts in flight finish within ``grace`` seconds, hand back the rest.
+
+        Returns once ``run`` has ended (its payments released). Cancelled, it cuts the attempts
+        in flight at once (they are pinned ambiguous first)."""
+        self.draining = True
+        self._send_deadline = trio.current_time() + grace
+        for scope in self._sending:
+            scope.deadline = self._send_deadline
+        if self._work is not None:
+            self._work.cancel()  # every wait ends now; shielded sends carry on
+        try:
+            await self._stopped.wait()
+        except trio.Cancelled:
+            for scope in self._sending:
+                scope.cancel()
+            raise
 
     async def _worker(self) -> None:
         async for job in self._receive:
@@ -152,13 +184,23 @@ class Dispatcher:
                 job.pinned = name
             if not await self._wait_for_breaker(name, self.policy.revisit_ms(now - job.accepted_at_ms) / 1000):
                 continue  # waited as long as the policy's choice holds: ask it again
+            if self.draining:
+                return  # handed back when run() ends
             outstanding = self._outstanding[name]
             outstanding[job.correlation_id] = time.monotonic()
-            try:
-                attempt = await self.processors[name].pay(job.correlation_id, job.amount_cents,
-                                                          stamp_lead_ms(self._expected_delay_ms(name)))
-            finally:
-                del outstanding[job.correlation_id]
+            # A send runs to its answer even while shutting down, until the grace period ends.
+            with trio.CancelScope(shield=True, deadline=self._send_deadline) as sending:
+                self._sending.add(sending)
+                try:
+                    attempt = await self.processors[name].pay(job.correlation_id, job.amount_cents,
+                                                              stamp_lead_ms(self._expected_delay_ms(name)))
+                finally:
+                    self._sending.discard(sending)
+                    del outstanding[job.correlation_id]
+            if sending.cancelled_caught:
+                # Cut at the end of the grace period: the processor may still store it.
+                self.writer.write_nowait(PIN, job.correlation_id, name, True)
+                return
             if attempt.status:
                 self.observed_ms[name] = attempt.seconds * 1000
             job.attempts += 1

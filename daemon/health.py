@@ -38,15 +38,24 @@ class HealthMonitor:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         timeout = httpx.Timeout(2 * self.interval + 1, connect=2.0)
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            task_status.started()
-            while True:
-                if await self._hold_lease():
-                    async with trio.open_nursery() as nursery:
-                        for name, url in self.urls.items():
-                            nursery.start_soon(self._poll, client, name, url)
-                    await self._hold_lease()
-                await trio.sleep(self.interval)
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                task_status.started()
+                while True:
+                    if await self._hold_lease():
+                        async with trio.open_nursery() as nursery:
+                            for name, url in self.urls.items():
+                                nursery.start_soon(self._poll, client, name, url)
+                        await self._hold_lease()
+                    await trio.sleep(self.interval)
+        finally:
+            if self.holding:  # hand the polling over at once instead of after the lease
+                with trio.CancelScope(shield=True):
+                    now = now_ms()
+                    try:
+                        await self.writer.write(LEASE, LEASE_NAME, self.instance, now, now)
+                    except StoreUnavailable:
+                        pass
 
     async def _hold_lease(self) -> bool:
         now = now_ms()

@@ -30,6 +30,8 @@ CONFLICT = error_json(409, "correlationId already used with a different amount")
 UNSUPPORTED = error_json(415, "Content-Type must be application/json")
 NOT_FOUND = error_json(404, "no such endpoint; try POST /payments or GET /payments-summary")
 PURGED = response(200, b'{"message":"payments purged"}')
+DRAINING = response(503, b'{"error":"shutting down; retry on another instance"}',
+                    headers=((b"Retry-After", b"1"), (b"Connection", b"close")))
 STORE_DOWN = response(503, b'{"error":"payment store unavailable; retry later"}', headers=((b"Retry-After", b"1"),))
 
 _ROUTES = {
@@ -50,6 +52,8 @@ class Intake:
         self.store = store
         self.dispatcher = dispatcher
         self.accepted = 0
+        #: Shutting down: payments (and purges) are refused with 503; summaries are still answered.
+        self.draining = False
 
     async def handle(self, request: Request) -> bytes:
         path = request.path
@@ -60,10 +64,13 @@ class Intake:
             return NOT_FOUND
         if request.method != method:
             return _METHOD_NOT_ALLOWED[path]
-        if path == b"/payments":
-            return await self.accept(request)
         if path == b"/payments-summary":
             return await self.summary(request)
+        if self.draining:
+            request.keep_alive = False
+            return DRAINING
+        if path == b"/payments":
+            return await self.accept(request)
         return await self.purge()
 
     @timed(INTAKE_LATENCY)  # the one observation on the payment path (< 1 µs)

@@ -1,7 +1,10 @@
 """``serve()``: the daemon's nursery. One member per role, the store writer around them all.
 
 Lifecycle, one log line each: store ready, processors reachable (or not yet), listening,
-shutdown. SIGTERM and SIGINT stop it; it exits once in-flight work is handed back.
+draining, shutdown. SIGTERM or SIGINT drains: new payments get 503 with ``Retry-After`` (the
+load balancer sends them elsewhere), attempts in flight finish within ``--grace-seconds``, the
+payments left are handed back to the store, the store writer commits what it holds, exit 0.
+A second signal stops at once (what was in flight is pinned ambiguous, nothing is lost).
 """
 
 from __future__ import annotations
@@ -38,8 +41,19 @@ async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) ->
     try:
         async with writer.running():
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
                 dispatcher = monitor = intake = None
+
+                server = None
+
+                async def drain() -> None:
+                    give_up_at = trio.current_time() + config.grace_seconds
+                    if intake is not None:
+                        intake.draining = True
+                        await server.quiesce(config.grace_seconds)  # answers of payments already taken
+                    if dispatcher is not None:
+                        await dispatcher.drain(max(0.0, give_up_at - trio.current_time()))
+
+                nursery.start_soon(_stop_on_signals, nursery.cancel_scope, drain, config.grace_seconds)
                 if "dispatch" in config.roles:
                     processors = {
                         DEFAULT: Processor(DEFAULT, config.default_url, config.concurrency, config.timeout),
@@ -67,12 +81,22 @@ async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) ->
         log.info("shutdown complete")
 
 
-async def _stop_on_signals(scope: trio.CancelScope) -> None:
+async def _stop_on_signals(scope: trio.CancelScope, drain, grace: float) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("%s received: shutting down", signal.Signals(signum).name)
-            scope.cancel()
-            return
+        first = await signals.__anext__()
+        log.info("%s received: draining (new payments get 503) for up to %g s", signal.Signals(first).name, grace)
+        async with trio.open_nursery() as draining:
+
+            async def on_second_signal() -> None:
+                async for signum in signals:
+                    log.warning("%s received again: stopping now", signal.Signals(signum).name)
+                    draining.cancel_scope.cancel()
+                    return
+
+            draining.start_soon(on_second_signal)
+            await drain()
+            draining.cancel_scope.cancel()
+    scope.cancel()
 
 
 async def _report_reachability(processors: dict[str, Processor]) -> None:

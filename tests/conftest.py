@@ -7,6 +7,12 @@ from typing import Callable
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The suite shares two cores with the processes it starts: input generation and examples may be
+# slow at times, which says nothing about what a property test checks.
+settings.register_profile("rinha", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("rinha")
 
 from tests.support.wait import wait_until
 from tests.support.procs import Service, free_port, rinha_command

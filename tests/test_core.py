@@ -107,7 +107,19 @@ def test_claims_and_leases(store):
     apply(store, RENEW, "A", 5000)
     assert apply(store, CLAIM, "C", 1500, 3000, 10) == []
     apply(store, RELEASE, "A")  # A hands its payments back
-    assert [c.correlation_id for c in apply(store, CLAIM, "C", 1500, 3000, 10)] == ["mine"]
+    claimed = apply(store, CLAIM, "C", 1500, 3000, 10)
+    assert [(c.correlation_id, c.pinned, c.ambiguous) for c in claimed] == [("mine", None, False)]
+
+
+def test_a_payment_adopted_from_a_dead_owner_is_ambiguous_where_it_was_bound(store):
+    apply(store, ACCEPT, "at-default", 1, 1, "A", 1000)
+    apply(store, ACCEPT, "at-fallback", 1, 1, "A", 1000)
+    apply(store, PIN, "at-fallback", "fallback", False)
+    # A died: nobody renewed its lease, which ran out at 1000
+    claimed = sorted(apply(store, CLAIM, "B", 1001, 5000, 10), key=lambda c: c.correlation_id)
+    assert [(c.correlation_id, c.pinned, c.ambiguous) for c in claimed] == [
+        ("at-default", "default", True), ("at-fallback", "fallback", True)]
+    assert store.payment("at-default")["ambiguous"] in (1, True)
 
 
 def test_named_lease_has_one_holder(store):

@@ -151,6 +151,15 @@ class Server:
         self.limits = limits
         self.error_response = error_response
         self.connections = 0
+        #: Requests whose handler is running (read, not yet answered).
+        self.handling = 0
+
+    async def quiesce(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` s) until no request is being handled; the caller has made the
+        handler refuse new work, so the answers already being written get out."""
+        with trio.move_on_after(timeout):
+            while self.handling:
+                await trio.sleep(0.005)
 
     async def serve(self, listeners: list[trio.abc.Listener], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await trio.serve_listeners(self.serve_connection, listeners, task_status=task_status)
@@ -216,14 +225,18 @@ class Server:
                 # 3. The handler, never cancelled by the connection's timers.
                 timer.deadline = math.inf
                 request = Request(method, path, query, headers, body, keep_alive)
+                self.handling += 1
                 try:
-                    response = await handler(request)
-                except Exception:
-                    log.exception("handler failed on %r", request)
-                    response = self.error_response(500, "internal error")
-                    request.keep_alive = False
-                timer.deadline = trio.current_time() + limits.send_timeout
-                await stream.send_all(response)
+                    try:
+                        response = await handler(request)
+                    except Exception:
+                        log.exception("handler failed on %r", request)
+                        response = self.error_response(500, "internal error")
+                        request.keep_alive = False
+                    timer.deadline = trio.current_time() + limits.send_timeout
+                    await stream.send_all(response)
+                finally:
+                    self.handling -= 1
                 if not request.keep_alive:
                     return
         # Left the loop on a protocol error, or a timer fired mid-request: answer, then close.

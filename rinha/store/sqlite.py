@@ -57,7 +57,12 @@ _DEAD = (
 _RENEW = "UPDATE payments SET lease_until_ms = ? WHERE owner = ? AND state = 'pending'"
 _RELEASE = "UPDATE payments SET owner = NULL, lease_until_ms = 0 WHERE owner = ? AND state = 'pending'"
 _CLAIM = (
-    "UPDATE payments SET owner = ?, lease_until_ms = ? WHERE correlation_id IN ("
+    # A lease that ran out (not 0: released or never owned) belonged to an instance that died,
+    # perhaps with an attempt in flight: adopt the payment as ambiguous where it was bound.
+    "UPDATE payments SET owner = ?, lease_until_ms = ?, "
+    " ambiguous = CASE WHEN lease_until_ms > 0 THEN 1 ELSE ambiguous END, "
+    " pinned = CASE WHEN lease_until_ms > 0 THEN COALESCE(pinned, 'default') ELSE pinned END "
+    "WHERE correlation_id IN ("
     " SELECT correlation_id FROM payments WHERE state = 'pending' AND lease_until_ms < ?"
     " ORDER BY lease_until_ms LIMIT ?) "
     "RETURNING correlation_id, amount_cents, pinned, ambiguous, accepted_at_ms"
