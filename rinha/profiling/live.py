@@ -1,0 +1,160 @@
+"""What k6's JSON output stream (``k6 run --out json=FILE``) says while a run goes.
+
+:class:`LiveStats` is fed the stream's lines (one JSON object each) and keeps what the live view
+and the plot need: requests so far, payments accepted, the processor stage reached, the phase
+(setup / load / teardown), the recent p99, and a per-second timeline. It does no I/O and is not
+thread-safe: the runner feeds it from one thread and reads it under a lock.
+
+Only the few metrics it uses are parsed (a cheap prefix test skips the rest: k6 writes ~12 points
+per request). Latencies are k6's ``http_req_duration`` of expected responses (2xx/3xx), the
+population the contest's p99 is taken over; percentiles interpolate linearly, as k6's do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+#: The live p99 covers this many of the latest seconds.
+RECENT_SECONDS = 5
+
+_DURATION = '{"metric":"http_req_duration",'
+_REQS = '{"metric":"http_reqs",'
+_ACCEPTED = '{"metric":"contest_payments_accepted",'
+_REJECTED = '{"metric":"contest_payments_rejected",'
+#: A stage change is announced by the default processor's failure flag being set (contest.js and
+#: lib/harness.js both do it once per stage, from the scenario ``processor_stages``).
+_STAGE_REQUEST = "default PUT /admin/configurations/failure"
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    """The ``p``-th percentile (0–100) of sorted values, interpolated linearly as k6 does."""
+    if not sorted_values:
+        return None
+    rank = (len(sorted_values) - 1) * p / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+@dataclass
+class Second:
+    """One second of the run (by k6's clock, counted from its first point)."""
+
+    latencies: list[float] = field(default_factory=list)  #: ms, expected responses
+    requests: int = 0
+    accepted: int = 0
+    rejected: int = 0
+
+
+@dataclass
+class LiveStats:
+    requests: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    stage: int = 0  #: processor stages applied so far (0: none yet)
+    phase: str = "starting"  #: starting | setup | load | teardown
+    seconds: dict[int, Second] = field(default_factory=dict)
+    start_s: float | None = None  #: k6's clock (epoch seconds) at its first point
+    load_start_s: float | None = None  #: k6's clock at the first point of a scenario (after setup)
+    malformed: int = 0
+    _last_at: float | None = None
+
+    def feed(self, line: str) -> None:
+        """One line of the stream."""
+        if line.startswith(_DURATION):
+            kind = "duration"
+        elif line.startswith(_REQS):
+            kind = "reqs"
+        elif line.startswith(_ACCEPTED):
+            kind = "accepted"
+        elif line.startswith(_REJECTED):
+            kind = "rejected"
+        else:
+            return
+        try:
+            point = json.loads(line)["data"]
+            tags = point.get("tags") or {}
+            second = self._second(point["time"])
+        except (ValueError, KeyError, TypeError):
+            self.malformed += 1
+            return
+        self._phase(tags)
+        if kind == "duration":
+            if tags.get("expected_response") == "true":
+                second.latencies.append(float(point["value"]))
+        elif kind == "reqs":
+            self.requests += 1
+            second.requests += 1
+            if tags.get("scenario") == "processor_stages" and tags.get("name") == _STAGE_REQUEST:
+                self.stage += 1
+        elif kind == "accepted":
+            self.accepted += 1
+            second.accepted += 1
+        else:
+            self.rejected += 1
+            second.rejected += 1
+
+    def recent_p99(self) -> float | None:
+        """p99 (ms) of the expected responses of the latest :data:`RECENT_SECONDS` seconds."""
+        if not self.seconds:
+            return None
+        last = max(self.seconds)
+        values = sorted(v for s in range(last - RECENT_SECONDS + 1, last + 1)
+                        for v in self.seconds.get(s, Second()).latencies)
+        return percentile(values, 99)
+
+    def timeline(self) -> list[dict]:
+        """Per second from the first point: t (s), requests, accepted and rejected (in that second
+        and cumulative), p50/p99/max latency (ms, None without responses)."""
+        rows, accepted, rejected = [], 0, 0
+        if not self.seconds:
+            return rows
+        for t in range(0, max(self.seconds) + 1):
+            second = self.seconds.get(t, Second())
+            values = sorted(second.latencies)
+            accepted += second.accepted
+            rejected += second.rejected
+            rows.append({
+                "t": t, "requests": second.requests, "accepted": second.accepted,
+                "accepted_total": accepted, "rejected_total": rejected,
+                "p50": percentile(values, 50), "p99": percentile(values, 99), "max": values[-1] if values else None,
+            })
+        return rows
+
+    def _second(self, time_text: str) -> Second:
+        at = self._last_at = _epoch_seconds(time_text)
+        if self.start_s is None:
+            self.start_s = math.floor(at)
+        index = max(int(at - self.start_s), 0)
+        second = self.seconds.get(index)
+        if second is None:
+            second = self.seconds[index] = Second()
+        return second
+
+    def _phase(self, tags: dict) -> None:
+        group = tags.get("group", "")
+        if group == "::teardown":
+            self.phase = "teardown"
+        elif group == "::setup":
+            self.phase = "setup"
+        elif tags.get("scenario") and self.phase in ("starting", "setup"):
+            self.phase = "load"
+            self.load_start_s = self._last_at
+
+
+_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def _epoch_seconds(text: str) -> float:
+    """k6's RFC 3339 time with nanoseconds (``2026-11-26T01:02:09.27101508Z``, or a local offset
+    such as ``+02:00``) as epoch seconds."""
+    match = _TIME.match(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    base, fraction, zone = match.groups()
+    whole = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone)).timestamp()
+    return whole + (float(fraction) if fraction else 0.0)
