@@ -49,13 +49,14 @@ from rinha.clock import now_ms
 from rinha.policy import Signals, stamp_lead_ms
 from rinha.processor import DEFAULT, LookupFailed, Outcome, Processor
 from rinha.store import Store
-from rinha.store.base import ATTEMPT, CLAIM, DEAD, PAID, PIN, RELEASE, RENEW
+from rinha.store.base import ATTEMPT, CLAIM, DEAD, PAID, PIN, REBIND, RELEASE, RENEW
 
 log = logging.getLogger(__name__)
 
 _CLAIM_BATCH = 500
 _CLAIM_IDLE_POLL = 0.05
 _LOOKUP_RETRY = 0.2
+_STORE_RETRY = 0.2
 _HEALTH_REFRESH = 1.0
 
 
@@ -97,6 +98,8 @@ class Dispatcher:
         self._breaker_closed = {name: trio.Event() for name in processors}
         self._send, self._receive = trio.open_memory_channel[Job](math.inf)
         self.in_flight = 0
+        #: Payments with a job in this process (queued or being paid): never two jobs for one.
+        self._active: set[str] = set()
         self.draining = False
         #: Cancel scopes of the attempts being sent: shielded from shutdown until the grace ends.
         self._sending: set[trio.CancelScope] = set()
@@ -113,6 +116,7 @@ class Dispatcher:
 
     def submit(self, job: Job) -> None:
         """Hand over a payment that this instance owns (committed with ``owner`` = instance)."""
+        self._active.add(job.correlation_id)
         self._send.send_nowait(job)
 
     def owner_lease(self) -> tuple[str, int]:
@@ -164,6 +168,7 @@ class Dispatcher:
                 await self._pay(job)
             finally:
                 self.in_flight -= 1
+                self._active.discard(job.correlation_id)
 
     async def _pay(self, job: Job) -> None:
         while True:
@@ -174,13 +179,21 @@ class Dispatcher:
             name = self.policy.choose(now - job.accepted_at_ms, now, self.signals)
             if job.ambiguous and name != job.pinned:
                 verdict = await self._release_pin(job)
-                if verdict == "paid":
+                if verdict in ("paid", "lost"):
                     return
                 if verdict == "stay":
                     name = job.pinned
             if name != (job.pinned or DEFAULT):
                 # Bind the payment to its new processor durably before the first send there.
-                await self.writer.write(PIN, job.correlation_id, name, False)
+                try:
+                    still_ours = await self.writer.write(REBIND, job.correlation_id, name, self.instance)
+                except StoreUnavailable:
+                    # Not bound, so not sent: wait for the store, then ask the policy again.
+                    await trio.sleep(_STORE_RETRY * random.uniform(0.5, 1.5))
+                    continue
+                if not still_ours:
+                    self._lost(job)
+                    return
                 job.pinned = name
             if not await self._wait_for_breaker(name, self.policy.revisit_ms(now - job.accepted_at_ms) / 1000):
                 continue  # waited as long as the policy's choice holds: ask it again
@@ -244,7 +257,8 @@ class Dispatcher:
     async def _release_pin(self, job: Job) -> str:
         """May an ambiguous payment leave its processor? Only on a late enough 404 there.
 
-        Returns "released" (no longer ambiguous), "paid" (the processor had it: recorded) or "stay".
+        Returns "released" (no longer ambiguous), "paid" (the processor had it: recorded), "stay",
+        or "lost" (another instance owns it now).
         """
         if now_ms() - job.ambiguous_at_ms < self.unpin_after_ms:
             return "stay"
@@ -255,9 +269,21 @@ class Dispatcher:
         if held is not None:
             self._record_paid(job, job.pinned, *held)
             return "paid"
-        await self.writer.write(PIN, job.correlation_id, job.pinned, False)
+        try:
+            still_ours = await self.writer.write(REBIND, job.correlation_id, job.pinned, self.instance)
+        except StoreUnavailable:
+            return "stay"  # still pinned in the store: stay until it can be released
+        if not still_ours:
+            self._lost(job)
+            return "lost"
         job.ambiguous = False
         return "released"
+
+    def _lost(self, job: Job) -> None:
+        """Another instance adopted this payment (this one stalled past its lease): it pays it now.
+        Moving it to another processor from here could pay it twice; drop it instead."""
+        log.warning("payment %s was adopted by another instance while this one stalled; leaving it to it",
+                    job.correlation_id)
 
     def _dead_letter(self, job: Job, reason: str) -> None:
         self.dead += 1
@@ -326,6 +352,8 @@ class Dispatcher:
                 except StoreUnavailable:
                     claimed = []
                 for row in claimed:
+                    if row.correlation_id in self._active:
+                        continue  # our own, re-claimed after a store outage outlived its lease: one job is enough
                     self.submit(Job(row.correlation_id, row.amount_cents, row.accepted_at_ms, row.pinned, row.ambiguous))
                 if len(claimed) == _CLAIM_BATCH:
                     continue

@@ -3,7 +3,7 @@
 Callers hand it :class:`rinha.store.Op` values. The thread takes whatever has queued while
 the previous transaction was committing and applies it as one transaction, so every request
 that arrived during a commit shares the next one: durability costs one short transaction per
-batch, not one per request, and the event loop never waits on SQLite itself.
+batch, not one per request, and the event loop never waits on the database itself.
 
 * ``await writer.write(kind, *args)`` returns once the op's batch has committed (its result),
   or raises :class:`StoreUnavailable` if that batch failed: the caller must not report success.
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 _STOP = Op("stop", ())
 _RETRY_PAUSE = 0.05
+#: Seconds without a failed write before the store counts as recovered.
+_RECOVERED_AFTER = 1.0
 #: How long fire-and-forget ops wait for company before committing alone (seconds).
 LINGER = 0.002
 #: After shutdown was asked, unwritten ops are retried this long; the payments they concern stay
@@ -80,6 +82,7 @@ class StoreWriter:
         stopping = False
         retry: list[Op] = []
         give_up_at = float("inf")
+        last_failure = 0.0
         while not (stopping and not retry):
             if stopping and time.monotonic() > give_up_at:
                 log.error("store still failing at shutdown; %d writes left for the next start to settle", len(retry))
@@ -113,10 +116,13 @@ class StoreWriter:
             try:
                 self.store.apply(batch)
                 self.batches += 1
-                if self.failing:
+                # A full disk lets small batches through between failures: recovered means no
+                # write held back and none failed for a while, so the log says it once.
+                if self.failing and not retry and time.monotonic() - last_failure >= _RECOVERED_AFTER:
                     log.warning("store writes recovered")
                     self.failing = False
             except Exception as exc:
+                last_failure = time.monotonic()
                 if not self.failing:
                     log.error("store write failed, retrying: %s", exc)
                     self.failing = True

@@ -8,13 +8,18 @@ the server*, so failures come in exactly two kinds:
 * :class:`Ambiguous`: something failed after the first byte was handed to the socket (timeout,
   reset, early close, garbage). The server may have acted on the request.
 
-A reused keep-alive connection that the server had closed shows up as :class:`Ambiguous` too;
-callers of idempotent-by-key endpoints (a processor's ``POST /payments``) retry the same server.
+An idle keep-alive connection is checked before it is reused: one the server closed meanwhile
+(servers close idle connections after their keep-alive timeout) is dropped and another one is
+used, so a daemon that sat idle does not turn its first requests into ambiguous attempts. A
+connection the server closes at the very moment it is reused still shows up as
+:class:`Ambiguous`; callers of idempotent-by-key endpoints (a processor's ``POST /payments``)
+retry the same server.
 """
 
 from __future__ import annotations
 
 import errno
+import select
 import socket as stdsocket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -44,6 +49,20 @@ class _Connection:
     def __init__(self, stream: trio.abc.Stream):
         self.stream = stream
         self.buf = bytearray()
+
+    def idle_and_open(self) -> bool:
+        """May this idle connection carry a request? Not if anything arrived on it since its last
+        reply: the server's close (EOF) or bytes nobody asked for. One poll, no waiting."""
+        if self.buf:
+            return False
+        sock = getattr(self.stream, "socket", None)
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
     async def read_reply(self, head_request: bool = False) -> tuple[Reply, bool]:
         """Read one response; returns it and whether the connection may be reused."""
@@ -168,7 +187,15 @@ class Pool:
     async def send(self, raw: bytes, timeout: float, head_request: bool = False) -> Reply:
         """Send one pre-built request and read its reply within ``timeout`` seconds."""
         async with self._slots:
-            conn = self._idle.pop() if self._idle else await self._connect()
+            conn = None
+            while self._idle:
+                candidate = self._idle.pop()
+                if candidate.idle_and_open():
+                    conn = candidate
+                    break
+                await _close_quietly(candidate)
+            if conn is None:
+                conn = await self._connect()
             reusable = False
             try:
                 with trio.move_on_after(timeout) as scope:
