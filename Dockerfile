@@ -11,8 +11,11 @@ COPY pyproject.toml README.md ./
 COPY rinha ./rinha
 COPY cli ./cli
 COPY daemon ./daemon
+COPY profiles ./profiles
 # The README's install, non-editable: the image keeps the installed package, not the sources.
-RUN pip install . \
+# RINHA_EXTRAS="[postgres]" adds the PostgreSQL driver (docker-compose.postgres.yml builds so).
+ARG RINHA_EXTRAS=""
+RUN pip install ".${RINHA_EXTRAS}" \
  && rm -rf /src \
  && mkdir -p /run/rinha /var/lib/rinha
 WORKDIR /var/lib/rinha
@@ -26,4 +29,5 @@ ENV RINHA_LISTEN=unix:/run/rinha/api.sock \
     RINHA_LOG_LEVEL=info
 
 STOPSIGNAL SIGTERM
-CMD ["rinha", "serve"]
+# The schema in a short process of its own, so the daemon never loads the migration code.
+CMD ["sh", "-c", "rinha migrate && exec rinha serve"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import sqlite3
 from typing import NoReturn
 
 import anyio
@@ -22,8 +21,8 @@ from rinha.clock import InstantError, parse_instant_us
 from rinha.daemon.config import default_control_path
 
 DEFAULT_DB = "./rinha.db"
-DB_HELP = "SQLite database of the daemon (as given to `rinha serve --db`)."
-CONTROL_HELP = "The daemon's control socket (default: <db>.control.sock)."
+DB_HELP = "The daemon's store: SQLite file or postgresql:// URL (as given to `rinha serve --db`)."
+CONTROL_HELP = "The daemon's control socket (default: <db>.control.sock; for a URL, $TMPDIR/rinha-<hash>.control.sock)."
 
 
 def db_option():
@@ -55,29 +54,35 @@ def parse_instant_option(value: str | None, option: str) -> int | None:
 
 
 def open_db(db: str):
-    """The store at ``db`` for the operator commands, or a one-line failure (exit 1).
+    """The store at ``db`` (a SQLite file or a PostgreSQL URL) for the operator commands, or a
+    one-line failure (exit 1).
 
     Never creates a database. An older schema is migrated, exactly as ``rinha serve`` would.
     """
-    from rinha.store import open_store
+    from rinha.store import EngineMissing, check_db, display, is_url, open_store
     from rinha.store.schema import MIGRATIONS
 
-    if not os.path.isfile(db):
-        fail(f"no database at {db} (pass --db PATH or set RINHA_DB)")
+    try:
+        check_db(db)
+    except (ValueError, EngineMissing) as exc:
+        fail(f"--db {exc}")
+    if not is_url(db) and not os.path.isfile(db):
+        fail(f"no database at {db} (pass --db PATH or URL, or set RINHA_DB)")
+    name = display(db)
     store = open_store(db)
     try:
-        version = store.connection().execute("PRAGMA user_version").fetchone()[0]
+        version = store.schema_version()
         if version == 0:
             store.close()
-            fail(f"{db} is not a rinha database (no schema)")
+            fail(f"{name} is not a rinha database (no schema)")
         if version < len(MIGRATIONS):
             store.migrate()
         elif version > len(MIGRATIONS):
             store.close()
-            fail(f"{db} has schema version {version}, newer than this rinha knows ({len(MIGRATIONS)}); upgrade rinha")
-    except sqlite3.DatabaseError as exc:
+            fail(f"{name} has schema version {version}, newer than this rinha knows ({len(MIGRATIONS)}); upgrade rinha")
+    except store.errors as exc:
         store.close()
-        fail(f"cannot read {db}: {exc}")
+        fail(f"cannot read {name}: {' '.join(str(exc).split())}")
     return store
 
 

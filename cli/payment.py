@@ -43,7 +43,9 @@ def payment(
     finally:
         store.close()
     if found is None:
-        fail(f"no payment {cid} in {db}")
+        from rinha.store import display
+
+        fail(f"no payment {cid} in {display(db)}")
     story = story_json(*found)
     if as_json:
         typer.echo(json.dumps(story))

@@ -11,7 +11,7 @@ from rinha.daemon.config import ConfigError, make_config
 
 def serve(
     listen: str = typer.Option("0.0.0.0:9999", envvar="RINHA_LISTEN", help="HOST:PORT or unix:/path for the data plane."),
-    db: str = typer.Option("./rinha.db", envvar="RINHA_DB", help="SQLite database file (created if missing)."),
+    db: str = typer.Option("./rinha.db", envvar="RINHA_DB", help="SQLite database file (created if missing), or a postgresql://user@host/dbname URL (pip install 'rinha[postgres]')."),
     default_url: str = typer.Option("http://localhost:8001", envvar="RINHA_DEFAULT_URL", help="Default processor (5 % fee)."),
     fallback_url: str = typer.Option("http://localhost:8002", envvar="RINHA_FALLBACK_URL", help="Fallback processor (15 % fee)."),
     roles: str = typer.Option("api,dispatch,health", envvar="RINHA_ROLES", help="Comma-separated roles of this instance: api, dispatch, health."),

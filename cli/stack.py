@@ -16,7 +16,8 @@ def up(
     with_processors: bool = typer.Option(False, "--with-processors", help="Also start `rinha processors` where the URLs point."),
     default_url: str = typer.Option("http://localhost:8001", help="Default processor (started there with --with-processors)."),
     fallback_url: str = typer.Option("http://localhost:8002", help="Fallback processor (started there with --with-processors)."),
-    db: str = typer.Option("./rinha.db", help="SQLite file shared by every instance."),
+    db: str = typer.Option("./rinha.db", help="SQLite file shared by every instance, or a postgresql:// URL."),
+    topology: str = typer.Option("split", help="all: each instance takes and pays payments; split: the instances only take them and one worker process pays them."),
     lease_seconds: float = typer.Option(5.0, help="Seconds after which a dead instance's payments are adopted."),
     runtime_dir: str = typer.Option(None, help="Directory for the sockets, nginx's files and stack.json (default: a temporary one, removed at the end)."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Keep running when an instance dies while another one lives (default: stop everything)."),
@@ -47,7 +48,8 @@ def up(
     try:
         plan = make_plan(port=port, instances=instances, with_processors=with_processors, default_url=default_url,
                          fallback_url=fallback_url, db=db, lease_seconds=lease_seconds, runtime_dir=runtime_dir,
-                         keep_going=keep_going, log_level=log_level.lower(), nginx_conf=nginx_conf, nginx=nginx)
+                         keep_going=keep_going, log_level=log_level.lower(), nginx_conf=nginx_conf, nginx=nginx,
+                         topology=topology)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     except StackError as exc:

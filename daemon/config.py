@@ -42,7 +42,16 @@ MAX_SOCKET_PATH = 107
 
 
 def default_control_path(db: str) -> str:
-    """The control socket of the daemon using database ``db``: next to it."""
+    """The control socket of the daemon using database ``db``: next to the file; for a database
+    URL (no file to sit next to), ``$TMPDIR/rinha-<hash of the URL, password left out>.control.sock``."""
+    from rinha.store import display, is_url
+
+    if is_url(db):
+        import hashlib
+        import tempfile
+
+        digest = hashlib.sha256(display(db.strip()).encode()).hexdigest()[:12]
+        return os.path.join(tempfile.gettempdir(), f"rinha-{digest}.control.sock")
     return db + ".control.sock"
 
 
@@ -102,8 +111,12 @@ def make_config(listen: str, db: str, default_url: str, fallback_url: str, roles
         raise ConfigError(f"--header-timeout {header_timeout}: expected 0.1-600 seconds")
     if not 0.1 <= idle_timeout <= 3600:
         raise ConfigError(f"--idle-timeout {idle_timeout}: expected 0.1-3600 seconds")
-    if not db.strip():
-        raise ConfigError("--db: expected a file path")
+    from rinha.store import EngineMissing, check_db
+
+    try:
+        check_db(db)
+    except (ValueError, EngineMissing) as exc:
+        raise ConfigError(f"--db {exc}") from None
     if attempts_retention != 0 and not 1 <= attempts_retention <= 10 * 365 * 86400:
         raise ConfigError(f"--attempts-retention {attempts_retention}: expected 0 (keep forever) or 1 s to 10 years")
     if not 0 <= grace_seconds <= 600:

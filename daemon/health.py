@@ -11,13 +11,16 @@ instance; polling runs in its own task, so a held call never stalls dispatch.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import httpx
 import trio
 
 from rinha.clock import now_ms
 from rinha.daemon.store_writer import StoreUnavailable, StoreWriter
 from rinha.store.base import HEALTH, LEASE
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ class HealthMonitor:
         self._trouble: dict[str, str] = {}  # the last problem logged per processor
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        import httpx  # here, not at the top: an api-only instance never loads it (~8 MB)
+
         timeout = httpx.Timeout(2 * self.interval + 1, connect=2.0)
         try:
             async with httpx.AsyncClient(timeout=timeout) as client:
@@ -69,6 +74,8 @@ class HealthMonitor:
         return holding
 
     async def _poll(self, client: httpx.AsyncClient, name: str, url: str) -> None:
+        import httpx
+
         try:
             reply = await client.get(url + "/payments/service-health")
         except httpx.HTTPError as exc:

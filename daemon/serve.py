@@ -27,7 +27,7 @@ from rinha.http.listen import open_listeners
 from rinha.http.server import Server
 from rinha.policy import make_policy
 from rinha.processor import DEFAULT, FALLBACK, Processor
-from rinha.store import open_store
+from rinha.store import display, open_store
 
 log = logging.getLogger("rinha.serve")
 
@@ -36,7 +36,7 @@ async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) ->
     instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     store = open_store(config.db)
     await trio.to_thread.run_sync(store.migrate)
-    log.info("store ready: %s (instance %s, roles %s)", config.db, instance, ",".join(sorted(config.roles)))
+    log.info("store ready: %s (instance %s, roles %s)", display(config.db), instance, ",".join(sorted(config.roles)))
     writer = StoreWriter(store)
     try:
         async with writer.running():

@@ -4,8 +4,9 @@ What runs (each child in its own process group, so that a signal reaches it and 
 started, and so that the terminal's Ctrl-C reaches only the supervisor, which stops them in order):
 
 * the processor pair (``rinha processors``), when asked;
-* N ``rinha serve`` instances, all roles, on unix sockets ``api1.sock``, ``api2.sock``, ... in a
-  runtime directory, sharing one SQLite file;
+* N ``rinha serve`` instances on unix sockets ``api1.sock``, ``api2.sock``, ... in a runtime
+  directory, sharing one SQLite file: all roles each (topology ``all``), or ``--roles api`` each
+  plus one ``worker`` with ``--roles dispatch,health`` (topology ``split``);
 * nginx on the port, with the repository's ``nginx.conf`` rendered for those sockets and port.
 
 Contract: :func:`run` returns once everything it started has exited. ``0`` after SIGTERM/SIGINT;
@@ -55,6 +56,10 @@ class NginxNotFound(StackError):
 
 # ---------------------------------------------------------------------------------------------
 # nginx: finding it, rendering its configuration
+
+
+#: The stack's topologies; see Plan.topology.
+TOPOLOGIES = ("all", "split")
 
 
 def find_nginx(environ: dict[str, str] | None = None) -> str:
@@ -151,6 +156,9 @@ class Plan:
     nginx_conf: str = "nginx.conf"
     grace: float = 10.0
     owns_runtime_dir: bool = False  # created by us: removed at the end
+    #: "all": every instance takes, pays and polls; "split": the instances only take payments
+    #: (--roles api) and one more process, the worker, pays them and polls (dispatch,health).
+    topology: str = "split"
 
     @property
     def sockets(self) -> list[str]:
@@ -169,13 +177,25 @@ class Plan:
         return _rinha("processors", "--host", "127.0.0.1", "--default-port", str(default_port),
                       "--fallback-port", str(fallback_port))
 
+    @property
+    def worker_control(self) -> str:
+        return os.path.join(self.runtime_dir, "worker.control.sock")
+
     def serve_command(self, socket_path: str) -> list[str]:
+        roles = "api" if self.topology == "split" else "api,dispatch,health"
+        return self._serve(socket_path, roles)
+
+    def worker_command(self) -> list[str]:
+        """The split topology's payer: no data plane (its --listen is never opened)."""
+        return self._serve(os.path.join(self.runtime_dir, "worker.sock"), "dispatch,health")
+
+    def _serve(self, socket_path: str, roles: str) -> list[str]:
         # Each instance its own control socket: the default one (next to the shared db) is taken
         # by the first instance only.
         control = socket_path.removesuffix(".sock") + ".control.sock"
         return _rinha("serve", "--listen", f"unix:{socket_path}", "--control", control, "--db", self.db,
                       "--default-url", self.default_url, "--fallback-url", self.fallback_url,
-                      "--roles", "api,dispatch,health", "--lease-seconds", str(self.lease_seconds),
+                      "--roles", roles, "--lease-seconds", str(self.lease_seconds),
                       "--log-level", self.log_level)
 
 
@@ -192,7 +212,7 @@ def _port_of(url: str) -> int:
 def make_plan(*, port: int, instances: int, with_processors: bool, default_url: str, fallback_url: str,
               db: str, lease_seconds: float, runtime_dir: str | None = None, keep_going: bool = False,
               log_level: str = "info", nginx_conf: str | None = None, nginx: str = "nginx",
-              grace: float = 10.0) -> Plan:
+              grace: float = 10.0, topology: str = "split") -> Plan:
     """Validate the options (ValueError names the bad one) and decide the paths."""
     from rinha.daemon.config import ConfigError, check_url
 
@@ -200,6 +220,8 @@ def make_plan(*, port: int, instances: int, with_processors: bool, default_url: 
         raise ValueError(f"--port {port}: expected 1-65535")
     if not 1 <= instances <= 32:
         raise ValueError(f"--instances {instances}: expected 1-32")
+    if topology not in TOPOLOGIES:
+        raise ValueError(f"--topology {topology!r}: expected one of {', '.join(TOPOLOGIES)}")
     if not 0.5 <= lease_seconds <= 3600:
         raise ValueError(f"--lease-seconds {lease_seconds}: expected 0.5-3600 seconds")
     try:
@@ -216,8 +238,12 @@ def make_plan(*, port: int, instances: int, with_processors: bool, default_url: 
         ports = {_port_of(default_url), _port_of(fallback_url)}
         if len(ports) != 2 or port in ports:
             raise ValueError("--port, --default-url and --fallback-url must use three different ports")
-    if not db.strip():
-        raise ValueError("--db: expected a file path")
+    from rinha.store import EngineMissing, check_db, is_url
+
+    try:
+        check_db(db)
+    except (ValueError, EngineMissing) as exc:
+        raise ValueError(f"--db {exc}") from None
     conf = find_nginx_conf(nginx_conf)
     owns = runtime_dir is None
     if runtime_dir is None:
@@ -227,9 +253,9 @@ def make_plan(*, port: int, instances: int, with_processors: bool, default_url: 
     if len(longest.encode()) > MAX_SOCKET_PATH:
         raise ValueError(f"--runtime-dir {runtime_dir!r}: too long for a unix socket path ({longest})")
     return Plan(port=port, instances=instances, with_processors=with_processors, default_url=default_url,
-                fallback_url=fallback_url, db=os.path.abspath(db), lease_seconds=lease_seconds,
+                fallback_url=fallback_url, db=db if is_url(db) else os.path.abspath(db), lease_seconds=lease_seconds,
                 runtime_dir=runtime_dir, keep_going=keep_going, log_level=log_level, nginx=nginx,
-                nginx_conf=str(conf), grace=grace, owns_runtime_dir=owns)
+                nginx_conf=str(conf), grace=grace, owns_runtime_dir=owns, topology=topology)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +358,9 @@ class Supervisor:
                 return 1
             except _Stopped:
                 return 0
-            self.say(f"ready: http://localhost:{self.plan.port} (db {self.plan.db}); Ctrl-C stops everything")
+            from rinha.store import display
+
+            self.say(f"ready: http://localhost:{self.plan.port} (db {display(self.plan.db)}); Ctrl-C stops everything")
             return self._watch()
         finally:
             self.stop_all()
@@ -348,17 +376,26 @@ class Supervisor:
         template = Path(plan.nginx_conf).read_text()
         Path(conf_path).write_text(render_nginx_conf(template, plan.port, plan.sockets))
         check_nginx_conf(plan.nginx, plan.nginx_prefix, conf_path)
-        os.makedirs(os.path.dirname(plan.db) or ".", exist_ok=True)
+        if "://" not in plan.db:  # a file path, not a database URL
+            os.makedirs(os.path.dirname(plan.db) or ".", exist_ok=True)
 
         if plan.with_processors:
             child = self._start("processors", "processors", f"{plan.default_url} {plan.fallback_url}",
                                 plan.processors_command())
             for port in plan.processor_ports:
                 self._wait_ready(child, lambda port=port: _tcp_answers("127.0.0.1", port))
-        # One after the other: each migrates the shared database on start.
+        # The schema first, in a process of its own: the instances then find it up to date and
+        # never load the migration code (sqlite-utils: tens of MB each).
+        migrated = subprocess.run(_rinha("migrate", "--db", plan.db), capture_output=True, text=True)
+        if migrated.returncode:
+            raise StackError(f"rinha migrate --db {plan.db} failed: {(migrated.stderr or migrated.stdout).strip()}")
+        # One after the other: each would migrate the shared database on start.
         for index, path in enumerate(plan.sockets, start=1):
             child = self._start(f"api{index}", "instance", f"unix:{path}", plan.serve_command(path))
             self._wait_ready(child, lambda path=path: _http_answers("http://rinha/payments-summary", uds=path))
+        if plan.topology == "split":
+            child = self._start("worker", "instance", "(pays; no data plane)", plan.worker_command())
+            self._wait_ready(child, lambda: _http_answers("http://rinha/status", uds=plan.worker_control))
         nginx = self._start("nginx", "nginx", f"http://0.0.0.0:{plan.port}", nginx_args(plan.nginx, plan.nginx_prefix, conf_path))
         self._write_state()
         self.show_table([(c.name, c.pid, c.address) for c in self.children])

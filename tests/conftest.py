@@ -108,11 +108,38 @@ class Daemon:
         return httpx.post(self.url + "/payments", content=body, headers={"Content-Type": content_type}, timeout=10)
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (started on first use; see tests/support/pg.py)."""
+    from tests.support.pg import PostgresMissing, PostgresServer
+
+    try:
+        server = PostgresServer().start()
+    except PostgresMissing as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def daemon_factory(tmp_path, processors) -> Callable[..., Daemon]:
+def engine(request) -> str:
+    """The store engine of this test: "sqlite" unless parametrised (``@both_engines``)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def db_url(engine, tmp_path, request) -> str:
+    """A fresh, empty store for this test: a SQLite file path, or a new PostgreSQL database's URL."""
+    if engine == "postgres":
+        return request.getfixturevalue("postgres_server").create_database()
+    return str(tmp_path / "rinha.db")
+
+
+@pytest.fixture
+def daemon_factory(db_url, processors) -> Callable[..., Daemon]:
     """Start `rinha serve` processes (stopped at the end of the test); ``db`` is shared by default."""
     started: list[Service] = []
-    db = str(tmp_path / "rinha.db")
+    db = db_url
 
     def start(*extra: str, port: int | None = None, db_path: str | None = None) -> Daemon:
         port = port or free_port()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from tests.support.engines import both_engines
 from tests.support.cli import new_id, one_line_error, payment_body, rinha, rinha_json, row, state
 from tests.support.wait import wait_until
 
 
+@both_engines
 def test_story_of_a_payment_paid_after_retries(daemon_factory, processors):
     daemon = daemon_factory()
     processors.set("default", failure=True)

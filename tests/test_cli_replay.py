@@ -6,6 +6,7 @@ import json
 
 import httpx
 
+from tests.support.engines import both_engines
 from tests.support.cli import (
     control_socket,
     make_dead_letter,
@@ -20,6 +21,7 @@ from tests.support.procs import free_port
 from tests.support.wait import wait_until
 
 
+@both_engines
 def test_replay_through_the_daemon_pays_a_genuine_dead_letter(daemon_factory, processors):
     daemon = daemon_factory("--max-age", "1")
     wait_for_control(daemon.db)
@@ -90,6 +92,7 @@ def test_replay_records_a_payment_a_processor_already_holds_instead_of_replaying
     assert story["paid"]["processor"] == "fallback"
 
 
+@both_engines
 def test_replay_without_a_daemon_requeues_in_the_store_and_the_next_start_pays(daemon_factory, processors):
     daemon = daemon_factory("--max-age", "1")
     wait_for_control(daemon.db)

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import threading
 
+from tests.support.engines import both_engines
 from tests.support.cli import (
     control_get,
     control_socket,
@@ -28,6 +29,7 @@ def metric(text: str, line_start: str) -> float:
     return float(next(line for line in text.splitlines() if line.startswith(line_start)).rsplit(" ", 1)[1])
 
 
+@both_engines
 def test_status_health_and_metrics_of_a_running_daemon(daemon_factory, processors):
     daemon = daemon_factory()
     path = wait_for_control(daemon.db)

@@ -6,6 +6,7 @@ import sqlite3
 
 import httpx
 
+from tests.support.engines import both_engines, query
 from tests.support.cli import new_id, one_line_error, payment_body, rinha, rinha_json
 from tests.support.procs import free_port
 from tests.support.wait import wait_until
@@ -23,6 +24,7 @@ def pay(daemon, count: int, amount: str = "19.90") -> list[str]:
     return ids
 
 
+@both_engines
 def test_summary_reads_the_store_with_the_daemon_stopped(daemon_factory, processors):
     daemon = daemon_factory()
     pay(daemon, 3)
@@ -38,8 +40,7 @@ def test_summary_reads_the_store_with_the_daemon_stopped(daemon_factory, process
     default_line = next(line for line in table.stdout.splitlines() if "default" in line)
     assert [cell.strip() for cell in default_line.split("│")[1:6]] == ["default", "3", "59.70", "2.985", "56.715"]
 
-    with sqlite3.connect(daemon.db) as db:
-        (first,) = db.execute("SELECT MIN(requested_at) FROM payments").fetchone()
+    [(first,)] = query(daemon.db, "SELECT MIN(requested_at) FROM payments")
     assert rinha_json("summary", "--db", daemon.db, "--from", first, "--to", first)["default"]["totalRequests"] == 1
     assert rinha_json("summary", "--db", daemon.db, "--to", "2000-01-01T00:00:00Z")["default"]["totalRequests"] == 0
     assert rinha_json("summary", "--db", daemon.db, "--from", "2000-01-01")["default"]["totalRequests"] == 3

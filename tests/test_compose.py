@@ -1,4 +1,5 @@
-"""The contest deployment, checked without Docker: docker-compose.yml, Dockerfile, nginx.conf.
+"""The contest deployment, checked without Docker: docker-compose.yml (and its PostgreSQL
+variant docker-compose.postgres.yml), Dockerfile, nginx.conf.
 
 Docker cannot run here, so every contest rule is read from the files themselves (see
 ``spec/rinha-2025.md``, "Deployment rules"), and nginx.conf goes through the real ``nginx -t``,
@@ -12,12 +13,15 @@ import re
 import shlex
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import typer
 import yaml
 
 from rinha.cli import serve as serve_cli
+from rinha.store import check_db, is_url
+from rinha.store import postgres as pg_engine
 from rinha.stack import check_nginx_conf, find_nginx, render_nginx_conf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +33,13 @@ MAX_CPUS = 1.5
 MAX_MEMORY_MB = 350
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+COMPOSE_FILES = ["docker-compose.yml", "docker-compose.postgres.yml"]
+
+
+@pytest.fixture(scope="module", params=COMPOSE_FILES)
+def compose(request) -> dict:
+    """Each deployment: the shared SQLite file, and PostgreSQL instead of it."""
+    return yaml.safe_load((ROOT / request.param).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +84,9 @@ def test_at_least_two_instances_built_from_the_repository(services):
     built = instances(services)
     assert len(built) >= 2
     for name, svc in built.items():
-        assert svc["build"] in (".", "./", {"context": "."}), name
+        build = svc["build"] if isinstance(svc["build"], dict) else {"context": svc["build"]}
+        assert build["context"] in (".", "./"), name
+        assert set(build.get("args") or {}) <= {"RINHA_EXTRAS"}, name  # the Dockerfile's only build argument
 
 
 def test_every_service_has_limits_within_the_contest_budget(services):
@@ -149,24 +159,51 @@ def test_instances_listen_on_the_sockets_nginx_balances_over_shared_volumes(comp
         env = environment(svc)
         assert env["RINHA_LISTEN"].startswith("unix:"), name
         path = env["RINHA_LISTEN"][5:]
-        listens.add(path)
+        if "api" in env.get("RINHA_ROLES", "api,dispatch,health").split(","):
+            listens.add(path)  # a worker without the api role opens no data plane
         dbs.add(env["RINHA_DB"])
         mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
         socket_dir = str(Path(path).parent)
         # the socket directory is a named volume that nginx mounts at the same place
         assert mounts.get(socket_dir) in named and nginx_mounts.get(socket_dir) == mounts[socket_dir], name
+        if is_url(env["RINHA_DB"]):
+            continue  # a database server: see test_postgres_deployment
         db_dir = str(Path(env["RINHA_DB"]).parent)
         assert mounts.get(db_dir) in named, f"{name}: the SQLite file must be on a named volume"
-    assert listens == upstream, "nginx.conf's upstream must be exactly the instances' sockets"
-    assert len(dbs) == 1, "all instances share one SQLite file"
+    assert listens == upstream, "nginx.conf's upstream must be exactly the api instances' sockets"
+    assert len(dbs) == 1, "all instances share one store"
+
+
+def test_postgres_deployment_shares_one_server_reached_by_url_and_its_data_is_durable():
+    compose = yaml.safe_load((ROOT / "docker-compose.postgres.yml").read_text())
+    services = compose["services"]
+    [(name, server)] = [(n, s) for n, s in services.items() if str(s.get("image", "")).startswith("postgres:")]
+    for instance_name, svc in instances(services).items():
+        url = urlsplit(environment(svc)["RINHA_DB"])
+        assert url.scheme == "postgresql" and url.hostname == name and url.path == "/rinha", instance_name
+        check_db(environment(svc)["RINHA_DB"])
+        assert set(svc["networks"]) & set(server["networks"]), f"{instance_name} cannot reach {name}"
+        assert svc["depends_on"][name] == {"condition": "service_healthy"}, instance_name
+        assert svc["build"]["args"]["RINHA_EXTRAS"] == "[postgres]", f"{instance_name}: the image needs psycopg"
+        # nothing shared with the database server but its URL: no SQLite file, no data volume
+        assert all(not v.startswith("pgdata:") for v in svc["volumes"]), instance_name
+    assert "pg_isready" in server["healthcheck"]["test"]
+    settings = dict(item.split("=", 1) for item in server["command"][1:] if "=" in item)
+    assert settings.get("synchronous_commit", "on") == "on" and settings.get("fsync", "on") == "on"
+    assert int(settings["max_connections"]) >= len(instances(services)) * pg_engine._MAX_CONNECTIONS + 3
+    assert any(v.split(":")[0] in compose["volumes"] and v.split(":")[1] == "/var/lib/postgresql/data"
+               for v in server["volumes"]), "the database lives on a named volume"
 
 
 def test_only_real_rinha_serve_variables_are_set():
     """A misspelled RINHA_* variable would be silently ignored by `rinha serve`."""
     known = {param.default.envvar for param in inspect.signature(serve_cli.serve).parameters.values()
              if isinstance(param.default, typer.models.OptionInfo)}
-    used = set(re.findall(r"\bRINHA_[A-Z_]+\b", (ROOT / "docker-compose.yml").read_text()))
-    used |= set(re.findall(r"\bRINHA_[A-Z_]+\b", (ROOT / "Dockerfile").read_text()))
+    used = set()
+    for name in COMPOSE_FILES:
+        text = (ROOT / name).read_text()
+        used |= set(re.findall(r"\bRINHA_[A-Z_]+\b", text.replace("RINHA_EXTRAS:", "")))
+    used |= set(re.findall(r"\bRINHA_[A-Z_]+\b", (ROOT / "Dockerfile").read_text())) - {"RINHA_EXTRAS"}
     assert used and used <= known, used - known
 
 
@@ -188,13 +225,15 @@ def test_dockerfile_base_image_and_command():
     instructions = dockerfile_instructions()
     assert instructions[0] == ("FROM", "python:3.11-slim")
     cmd = [rest for keyword, rest in instructions if keyword == "CMD"]
-    assert cmd and cmd[-1] == '["rinha", "serve"]'
+    assert cmd and cmd[-1] == '["sh", "-c", "rinha migrate && exec rinha serve"]'
 
 
 def test_dockerfile_installs_with_the_readme_command():
     runs = [rest for keyword, rest in dockerfile_instructions() if keyword == "RUN"]
     installs = [part.strip() for run in runs for part in run.split("&&") if part.strip().startswith("pip install")]
-    assert installs == ["pip install ."]
+    # the README's command; the build argument RINHA_EXTRAS (empty by default) may add extras
+    assert installs in (["pip install ."], ['pip install ".${RINHA_EXTRAS}"']), installs
+    assert 'ARG RINHA_EXTRAS=""' in (ROOT / "Dockerfile").read_text() or installs == ["pip install ."]
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)```", readme, re.DOTALL)
     commands = [part.strip() for block in blocks for line in block.splitlines() for part in line.split("&&")]

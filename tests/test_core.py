@@ -11,6 +11,7 @@ from rinha.money import MAX_AMOUNT_CENTS, AmountError, format_cents, parse_cents
 from rinha.payment import PaymentError, parse_payment
 from rinha.store import Op, open_store
 from rinha.store.base import ACCEPT, CLAIM, DEAD, LEASE, PAID, PIN, RELEASE, RENEW
+from tests.support.engines import ENGINES
 
 
 @pytest.mark.parametrize("value,cents", [(Decimal("19.90"), 1990), (Decimal("0.01"), 1), (7, 700),
@@ -53,9 +54,14 @@ def test_payment_lower_cases_the_id():
     assert info.value.field == "amount"
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = open_store(str(tmp_path / "s.db"))
+@pytest.fixture(params=ENGINES)
+def store(request, tmp_path):
+    """The store on each engine: a SQLite file, then a fresh database on a real PostgreSQL server."""
+    if request.param == "postgres":
+        db = request.getfixturevalue("postgres_server").create_database()
+    else:
+        db = str(tmp_path / "s.db")
+    store = open_store(db)
     store.migrate()
     yield store
     store.close()

@@ -6,11 +6,11 @@ processor, and the daemon's summary equals the processors' own records.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 
 import pytest
 
+from tests.support.engines import both_engines, query
 from tests.support.load import PaymentStream
 from tests.support.scenario import audit, run_stages, settle
 from tests.support.wait import wait_until
@@ -18,6 +18,7 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.slow
 
 
+@both_engines
 def test_contest_stages_compressed(daemon_factory, processors):
     daemon = daemon_factory()
     stream = PaymentStream(daemon.url, rate=150).start()
@@ -34,6 +35,7 @@ def test_contest_stages_compressed(daemon_factory, processors):
     assert ours == theirs
 
 
+@both_engines
 def test_timed_out_attempt_that_was_stored_is_recorded_once_with_the_processors_timestamp(daemon_factory, processors):
     daemon = daemon_factory("--timeout", "0.3")
     processors.set("default", delay=800)
@@ -42,9 +44,8 @@ def test_timed_out_attempt_that_was_stored_is_recorded_once_with_the_processors_
     held = wait_until(lambda: processors.payment("default", cid), timeout=10, what="stored despite the timeout")
     processors.set("default", delay=0)
     wait_until(lambda: daemon.summary()["default"]["totalRequests"] == 1, timeout=15, what="recorded")
-    with sqlite3.connect(daemon.db) as db:
-        requested_at, ambiguous, attempts = db.execute(
-            "SELECT requested_at, ambiguous, attempts FROM payments WHERE correlation_id = ?", (cid,)).fetchone()
+    [(requested_at, ambiguous, attempts)] = query(
+        daemon.db, "SELECT requested_at, ambiguous, attempts FROM payments WHERE correlation_id = ?", cid)
     assert requested_at.rstrip("Z").rstrip("0") == held["requestedAt"].rstrip("0")
     assert ambiguous == 1 and attempts >= 2
     window = (held["requestedAt"] + "Z",) * 2
@@ -53,6 +54,7 @@ def test_timed_out_attempt_that_was_stored_is_recorded_once_with_the_processors_
     assert processors.summary("fallback")["totalRequests"] == 0
 
 
+@both_engines
 def test_kill_9_and_restart_loses_nothing_and_pays_nothing_twice(daemon_factory, processors):
     daemon = daemon_factory("--lease-seconds", "1")
     port = int(daemon.url.rsplit(":", 1)[1])

@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.support.engines import both_engines
 from tests.support.wait import wait_until
 
 
@@ -41,6 +42,7 @@ def daemon(daemon_factory):
     return daemon_factory()
 
 
+@both_engines
 def test_payment_accepted_then_paid_once(daemon, processors):
     cid = new_id()
     reply = daemon.post('{"correlationId":"%s","amount":19.90}' % cid)
@@ -53,6 +55,7 @@ def test_payment_accepted_then_paid_once(daemon, processors):
     assert processors.summary("fallback")["totalRequests"] == 0
 
 
+@both_engines
 def test_same_correlation_id_is_not_paid_twice(daemon, processors):
     cid = new_id()
     assert daemon.post('{"correlationId":"%s","amount":10.00}' % cid).status_code == 202
@@ -125,6 +128,7 @@ def test_unknown_path_404_and_wrong_method_405(daemon):
     assert httpx.post(daemon.url + "/payments-summary").status_code == 405
 
 
+@both_engines
 def test_summary_bounds(daemon, processors):
     cid = new_id()
     assert daemon.post('{"correlationId":"%s","amount":5.55}' % cid).status_code == 202
@@ -141,11 +145,13 @@ def test_summary_bounds(daemon, processors):
     assert "from" in bad.json()["error"]
 
 
+@both_engines
 def test_summary_amounts_render_two_decimals(daemon):
     reply = httpx.get(daemon.url + "/payments-summary")
     assert b'"totalAmount":0.00' in reply.content
 
 
+@both_engines
 def test_purge_wipes_records(daemon):
     assert daemon.post('{"correlationId":"%s","amount":3}' % new_id()).status_code == 202
     wait_until(lambda: daemon.summary()["default"]["totalRequests"] == 1, what="paid")

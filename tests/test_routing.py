@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 
 import pytest
 
+from tests.support.engines import both_engines, query
 from tests.support.load import PaymentStream
 from tests.support.wait import wait_until
 from tests.support.scenario import run_stages, settle
@@ -16,6 +16,7 @@ from tests.support.scenario import run_stages, settle
 pytestmark = pytest.mark.slow
 
 
+@both_engines
 def test_contest_stages_under_deadline_use_fallback_only_while_default_fails(daemon_factory, processors):
     daemon = daemon_factory("--policy", "deadline", "--deadline", "1", "--health-interval", "1")
     stream = PaymentStream(daemon.url, rate=120).start()
@@ -39,9 +40,8 @@ def test_long_default_outage_pays_through_fallback_within_the_deadline(daemon_fa
         stream.stop()
     paid = settle(daemon, processors, stream.accepted)
     assert len(paid["fallback"]) == len(stream.accepted)
-    with sqlite3.connect(daemon.db) as db:
-        waits = [paid_at - accepted_at for paid_at, accepted_at in
-                 db.execute("SELECT paid_at_ms, accepted_at_ms FROM payments WHERE state = 'paid'")]
+    waits = [paid_at - accepted_at for paid_at, accepted_at in
+             query(daemon.db, "SELECT paid_at_ms, accepted_at_ms FROM payments WHERE state = 'paid'")]
     # the deadline (1 s) plus the breaker's probe interval and scheduling: never the outage's length
     assert max(waits) < 3000, max(waits)
 
@@ -62,6 +62,7 @@ def test_both_down_then_back_pays_everything_after_recovery(daemon_factory, proc
     assert len(paid["default"]) + len(paid["fallback"]) == len(stream.accepted)
 
 
+@both_engines
 def test_slow_processor_that_stores_after_the_timeout_is_never_paid_twice(daemon_factory, processors):
     daemon = daemon_factory("--policy", "deadline", "--deadline", "0.2", "--timeout", "0.3", "--health-interval", "1")
     processors.set("default", delay=800)
@@ -75,18 +76,17 @@ def test_slow_processor_that_stores_after_the_timeout_is_never_paid_twice(daemon
     assert paid["fallback"] == set()
 
 
+@both_engines
 def test_one_health_poller_across_instances_and_takeover(daemon_factory, processors):
     first = daemon_factory("--health-interval", "1")
     second = daemon_factory("--health-interval", "1")
 
     def holder():
-        with sqlite3.connect(first.db) as db:
-            row = db.execute("SELECT holder, until_ms FROM leases WHERE name = 'health-monitor'").fetchone()
-        return row[0] if row else None
+        rows = query(first.db, "SELECT holder, until_ms FROM leases WHERE name = 'health-monitor'")
+        return rows[0][0] if rows else None
 
     def fresh_readings():
-        with sqlite3.connect(first.db) as db:
-            rows = db.execute("SELECT processor, checked_at_ms FROM processor_health").fetchall()
+        rows = query(first.db, "SELECT processor, checked_at_ms FROM processor_health")
         now = time.time() * 1000
         return len(rows) == 2 and all(now - at < 3000 for _, at in rows)
 
@@ -98,7 +98,6 @@ def test_one_health_poller_across_instances_and_takeover(daemon_factory, process
     pids[owner_pid].service.kill()
     wait_until(lambda: holder() not in (None, polling), timeout=10, what="another instance takes the health lease")
     processors.set("default", delay=123)
-    with sqlite3.connect(survivor.db) as db:
-        wait_until(lambda: db.execute("SELECT min_response_time FROM processor_health WHERE processor = 'default'")
-                   .fetchone()[0] == 123, timeout=10, what="survivor's readings")
+    wait_until(lambda: query(survivor.db, "SELECT min_response_time FROM processor_health WHERE processor = 'default'")
+               [0][0] == 123, timeout=10, what="survivor's readings")
     assert "429" not in survivor.service.log_text()

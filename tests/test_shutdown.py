@@ -8,13 +8,13 @@ and the next start pays all of it exactly once.
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
 import uuid
 
 import httpx
 import pytest
 
+from tests.support.engines import both_engines, query
 from tests.support.scenario import settle
 from tests.support.wait import wait_until
 
@@ -30,9 +30,8 @@ def post_new(daemon, accepted: list[str]) -> httpx.Response:
 
 
 def rows(db: str) -> dict[str, tuple]:
-    with sqlite3.connect(db) as conn:
-        return {cid: tuple(rest) for cid, *rest in conn.execute(
-            "SELECT correlation_id, state, owner, pinned, ambiguous FROM payments")}
+    return {cid: tuple(rest) for cid, *rest in query(
+        db, "SELECT correlation_id, state, owner, pinned, ambiguous FROM payments")}
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -65,6 +64,7 @@ def test_signal_drains_in_flight_payments_refuses_new_ones_and_exits_0(daemon_fa
     assert len(paid["default"]) == len(accepted) and paid["fallback"] == set()
 
 
+@both_engines
 @pytest.mark.parametrize("cut", ["grace-ends", "second-signal"])
 def test_attempts_cut_at_shutdown_are_pinned_ambiguous_and_paid_once_after_restart(daemon_factory, processors, cut):
     grace = "0.5" if cut == "grace-ends" else "60"

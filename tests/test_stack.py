@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import tempfile
 import uuid
@@ -28,6 +27,7 @@ from rinha import stack as stack_module
 from rinha.cli.main import app
 from rinha.stack import NGINX_HINT, NginxNotFound, StackError, find_nginx, render_nginx_conf
 from tests.conftest import Processors
+from tests.support.engines import both_engines, query
 from tests.support.load import PaymentStream
 from tests.support.procs import Service, free_port, rinha_command
 from tests.support.wait import wait_until
@@ -68,8 +68,7 @@ class Stack:
         return reply.json()
 
     def query(self, sql: str, *args) -> list[tuple]:
-        with sqlite3.connect(self.db, timeout=10) as db:
-            return db.execute(sql, args).fetchall()
+        return query(self.db, sql, *args)  # either engine
 
     def owners(self) -> dict[int, int]:
         """Pending payments per owning instance pid (the owner is ``host:pid:nonce``)."""
@@ -119,13 +118,13 @@ def short_dir() -> Path:
 
 
 @pytest.fixture
-def stack_factory(tmp_path):
+def stack_factory(db_url):
     started: list[tuple[Service, Path]] = []
 
     def start(*extra: str, with_processors: bool = True) -> Stack:
         port, default_port, fallback_port = free_port(), free_port(), free_port()
         runtime_dir = short_dir()
-        db = str(tmp_path / "rinha.db")
+        db = db_url  # a SQLite file unless the test runs @both_engines
         default_url, fallback_url = f"http://127.0.0.1:{default_port}", f"http://127.0.0.1:{fallback_port}"
         args = ["stack", "up", "--port", str(port), "--db", db, "--runtime-dir", str(runtime_dir),
                 "--default-url", default_url, "--fallback-url", fallback_url, *extra]
@@ -183,8 +182,9 @@ def assert_summaries_agree(ours: dict, processors: Processors) -> None:
 
 
 @pytest.mark.slow
+@both_engines
 def test_payments_through_nginx_are_spread_over_both_instances_paid_once_and_summaries_agree(stack_factory):
-    stack = stack_factory()
+    stack = stack_factory("--topology", "all")
     processors = stack.processors
     # Hold every payment pending (fee-first waits for default): a pending payment's owner is the
     # instance that accepted it.
@@ -212,8 +212,29 @@ def test_payments_through_nginx_are_spread_over_both_instances_paid_once_and_sum
 
 
 @pytest.mark.slow
+def test_split_topology_instances_only_take_payments_and_the_worker_pays_them(stack_factory):
+    stack = stack_factory("--topology", "split")
+    processors = stack.processors
+    children = {c["name"]: c for c in stack.children("instance")}
+    assert set(children) == {"api1", "api2", "worker"}
+    ids = [str(uuid.uuid4()) for _ in range(40)]
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        for cid in ids:
+            assert post(client, cid).status_code == 202
+        wait_until(lambda: client.get("/payments-summary").json()["default"]["totalRequests"] == 40, timeout=60,
+                   what="40 payments paid")
+        assert_summaries_agree(client.get("/payments-summary").json(), processors)
+    # the api instances never owned a payment; the worker claimed and paid them all
+    roles = dict(stack.query("SELECT pid, roles FROM instances"))
+    assert roles == {children["api1"]["pid"]: "api", children["api2"]["pid"]: "api",
+                     children["worker"]["pid"]: "dispatch,health"}
+    assert stack.query("SELECT state, COUNT(*) FROM payments GROUP BY state") == [("paid", 40)]
+    assert [cid for cid in ids if processors.payment("default", cid) is None] == []
+
+
+@pytest.mark.slow
 def test_kill_9_of_one_instance_under_load_loses_nothing_the_survivor_adopts(stack_factory):
-    stack = stack_factory("--keep-going", "--lease-seconds", "1")
+    stack = stack_factory("--topology", "all", "--keep-going", "--lease-seconds", "1")
     processors = stack.processors
     victim, survivor = stack.instance("api1"), stack.instance("api2")
     processors.set("default", failure=True)  # payments pile up, owned by the instance that took them
@@ -358,6 +379,7 @@ def test_nginx_lookup_order(tmp_path, monkeypatch):
     (["--with-processors", "--default-url", "http://127.0.0.1:8002"], "three different ports"),
     (["--runtime-dir", "/tmp/" + "x" * 120], "too long"),
     (["--log-level", "loud"], "--log-level"),
+    (["--topology", "mesh"], "--topology 'mesh'"),
 ])
 def test_bad_options_are_refused_before_anything_starts(options, complaint):
     result = CliRunner().invoke(app, ["stack", "up", *options])

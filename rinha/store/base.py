@@ -28,6 +28,9 @@ from rinha.money import format_cents
 ACCEPT = "accept"  # (correlation_id, amount_cents, accepted_at_ms, owner|None, lease_until_ms) → "new" | "same" | "conflict"
 PAID = "paid"  # (correlation_id, processor, requested_at, requested_at_us, paid_at_ms, attempts) → None
 PIN = "pin"  # (correlation_id, processor, ambiguous) → None
+#: (correlation_id, processor, owner) → bool: bind a pending payment to ``processor``, not
+#: ambiguous, only while ``owner`` still holds it (False: another instance adopted it meanwhile).
+REBIND = "rebind"
 DEAD = "dead"  # (correlation_id, reason, at_ms) → None
 RENEW = "renew"  # (owner, lease_until_ms) → None
 RELEASE = "release"  # (owner,) → None: hand pending payments back for others to claim
@@ -94,8 +97,27 @@ class Summary:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileRun:
+    """One stored `rinha profile run`: the k6 summary and the contest's score as JSON text."""
+
+    id: int
+    profile: str
+    started_at_ms: int
+    finished_at_ms: int
+    target: str | None
+    vus: int | None
+    baseline: bool  #: the run others of its profile are compared against (at most one per profile)
+    summary_json: str  #: the profile's handleSummary JSON, as k6 wrote it
+    score_json: str | None  #: rinha.profiling.runs.score_json of the summary; None if it could not be scored
+    notes: str | None
+
+
 class Store(Protocol):
     def migrate(self) -> None: ...
+
+    def schema_version(self) -> int:
+        """The schema version the database is at (0: not a rinha database)."""
 
     def apply(self, ops: list[Op]) -> None:
         """Apply a batch in one transaction; set each op's result. Raises if the batch failed."""
@@ -110,5 +132,22 @@ class Store(Protocol):
 
     def oldest_pending_ms(self) -> int | None:
         """``accepted_at_ms`` of the oldest pending payment."""
+
+    # Profile runs (`rinha profile`): operator records, written outside the writer's batches.
+
+    def add_profile_run(self, run: ProfileRun) -> int:
+        """Store a run (its ``id`` is ignored) and return the new id; with ``run.baseline`` it
+        becomes its profile's baseline (any other baseline of that profile is unmarked), atomically."""
+
+    def profile_run(self, run_id: int) -> ProfileRun | None: ...
+
+    def profile_runs(self, profile: str | None = None, limit: int | None = None) -> list[ProfileRun]:
+        """Runs, newest first (highest id), of one profile or all."""
+
+    def baseline_run(self, profile: str) -> ProfileRun | None:
+        """The profile's baseline run, or None."""
+
+    def mark_baseline(self, run_id: int) -> bool:
+        """Make a stored run its profile's baseline (unmarking the previous one); False if no such run."""
 
     def close(self) -> None: ...

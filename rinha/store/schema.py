@@ -8,8 +8,10 @@ one: add the next function to ``MIGRATIONS``.
 from __future__ import annotations
 
 import sqlite3
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def _v1_payments(db: sqlite_utils.Database) -> None:
@@ -73,11 +75,31 @@ def _v3_operations(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [_v1_payments, _v2_leases_health_attempts, _v3_operations]
+def _v4_profile_runs(db: sqlite_utils.Database) -> None:
+    # `rinha profile run`: one row per load-profile run. The k6 summary and the contest's score
+    # are JSON text (money as decimal strings); baseline = 1 marks the run others are compared
+    # against (at most one per profile, kept so by the store's profile-run methods).
+    db["profile_runs"].create(
+        {"id": int, "profile": str, "started_at_ms": int, "finished_at_ms": int, "target": str, "vus": int,
+         "baseline": int, "summary_json": str, "score_json": str, "notes": str},
+        pk="id", not_null={"profile", "started_at_ms", "finished_at_ms", "baseline", "summary_json"},
+        defaults={"baseline": 0},
+    )
+    db.execute("CREATE INDEX profile_runs_profile ON profile_runs (profile, id)")
+
+
+MIGRATIONS = [_v1_payments, _v2_leases_health_attempts, _v3_operations, _v4_profile_runs]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the database to the latest version; returns it. Safe to call from several processes."""
+    """Bring the database to the latest version; returns it. Safe to call from several processes.
+
+    sqlite-utils (and what it imports: ~20 MB resident, more with numpy installed) is loaded only
+    when a migration is due, so a daemon started on an up-to-date database never carries it."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
+        return len(MIGRATIONS)
+    import sqlite_utils
+
     db = sqlite_utils.Database(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:

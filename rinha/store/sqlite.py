@@ -24,6 +24,7 @@ from rinha.store.base import (
     LEASE,
     PAID,
     PIN,
+    REBIND,
     PRUNE_ATTEMPTS,
     PURGE,
     RELEASE,
@@ -33,6 +34,7 @@ from rinha.store.base import (
     Claimed,
     Health,
     Op,
+    ProfileRun,
     Side,
     Summary,
 )
@@ -50,6 +52,10 @@ _PAID = (
     "paid_at_ms = ?, attempts = ?, owner = NULL WHERE correlation_id = ? AND state = 'pending'"
 )
 _PIN = "UPDATE payments SET pinned = ?, ambiguous = ? WHERE correlation_id = ? AND state = 'pending'"
+_REBIND = (
+    "UPDATE payments SET pinned = ?, ambiguous = 0 "
+    "WHERE correlation_id = ? AND state = 'pending' AND owner = ?"
+)
 _DEAD = (
     "UPDATE payments SET state = 'dead', dead_reason = ?, paid_at_ms = ?, owner = NULL "
     "WHERE correlation_id = ? AND state = 'pending'"
@@ -88,6 +94,9 @@ _SUMMARY_BETWEEN = _SUMMARY + " AND requested_at_us BETWEEN ? AND ?"
 class SQLiteStore:
     """The SQLite engine of :class:`rinha.store.base.Store`."""
 
+    #: What a failing database raises (the CLI turns these into one line).
+    errors = (sqlite3.DatabaseError,)
+
     def __init__(self, path: str):
         self.path = path
         self._local = threading.local()
@@ -109,6 +118,10 @@ class SQLiteStore:
 
     def migrate(self) -> None:
         migrate(self.connection())
+
+    def schema_version(self) -> int:
+        """The schema version the database is at (0: not a rinha database)."""
+        return self.connection().execute("PRAGMA user_version").fetchone()[0]
 
     def apply(self, ops: list[Op]) -> None:
         conn = self.connection()
@@ -224,6 +237,57 @@ class SQLiteStore:
         """(holder, until_ms) of a named lease, or None if it was never taken."""
         return self.connection().execute("SELECT holder, until_ms FROM leases WHERE name = ?", (name,)).fetchone()
 
+    # Profile runs (`rinha profile`); see rinha.store.base.Store.
+
+    def add_profile_run(self, run: ProfileRun) -> int:
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if run.baseline:
+                conn.execute(_UNMARK_BASELINE, (run.profile,))
+            run_id = conn.execute(_ADD_PROFILE_RUN, (
+                run.profile, run.started_at_ms, run.finished_at_ms, run.target, run.vus, int(run.baseline),
+                run.summary_json, run.score_json, run.notes)).lastrowid
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return run_id
+
+    def profile_run(self, run_id: int) -> ProfileRun | None:
+        row = self.connection().execute(_PROFILE_RUNS + " WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else _profile_run(row)
+
+    def profile_runs(self, profile: str | None = None, limit: int | None = None) -> list[ProfileRun]:
+        sql, params = _PROFILE_RUNS, []
+        if profile is not None:
+            sql += " WHERE profile = ?"
+            params.append(profile)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_profile_run(row) for row in self.connection().execute(sql, params).fetchall()]
+
+    def baseline_run(self, profile: str) -> ProfileRun | None:
+        row = self.connection().execute(
+            _PROFILE_RUNS + " WHERE profile = ? AND baseline = 1 ORDER BY id DESC LIMIT 1", (profile,)).fetchone()
+        return None if row is None else _profile_run(row)
+
+    def mark_baseline(self, run_id: int) -> bool:
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT profile FROM profile_runs WHERE id = ?", (run_id,)).fetchone()
+            if row is not None:
+                conn.execute(_UNMARK_BASELINE, (row[0],))
+                conn.execute("UPDATE profile_runs SET baseline = 1 WHERE id = ?", (run_id,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return row is not None
+
 
 def _accept(conn: sqlite3.Connection, correlation_id: str, cents: int, at_ms: int, owner: str | None, lease_until: int) -> str:
     if conn.execute(_INSERT, (correlation_id, cents, at_ms, owner, lease_until)).rowcount == 1:
@@ -238,6 +302,10 @@ def _paid(conn, correlation_id, processor, requested_at, requested_at_us, paid_a
 
 def _pin(conn, correlation_id, processor, ambiguous) -> None:
     conn.execute(_PIN, (processor, int(ambiguous), correlation_id))
+
+
+def _rebind(conn, correlation_id, processor, owner) -> bool:
+    return conn.execute(_REBIND, (processor, correlation_id, owner)).rowcount == 1
 
 
 def _dead(conn, correlation_id, reason, at_ms) -> None:
@@ -295,6 +363,19 @@ _HEARTBEAT = (
     "seen_at_ms = excluded.seen_at_ms"
 )
 _INSTANCE_FORGOTTEN_MS = 86_400_000
+_PROFILE_RUN_COLUMNS = (
+    "id, profile, started_at_ms, finished_at_ms, target, vus, baseline, summary_json, score_json, notes")
+_PROFILE_RUNS = f"SELECT {_PROFILE_RUN_COLUMNS} FROM profile_runs"
+_ADD_PROFILE_RUN = (
+    "INSERT INTO profile_runs (profile, started_at_ms, finished_at_ms, target, vus, baseline, summary_json, "
+    "score_json, notes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UNMARK_BASELINE = "UPDATE profile_runs SET baseline = 0 WHERE profile = ? AND baseline = 1"
+
+
+def _profile_run(row: tuple) -> ProfileRun:
+    run_id, profile, started, finished, target, vus, baseline, summary_json, score_json, notes = row
+    return ProfileRun(run_id, profile, started, finished, target, vus, bool(baseline), summary_json, score_json, notes)
 
 
 def _dead_filter(since_ms: int | None, reason: str | None) -> tuple[str, list]:
@@ -345,6 +426,7 @@ _APPLY = {
     ACCEPT: _accept,
     PAID: _paid,
     PIN: _pin,
+    REBIND: _rebind,
     DEAD: _dead,
     RENEW: _renew,
     RELEASE: _release,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 
 import httpx
@@ -11,6 +10,8 @@ from typer.testing import CliRunner
 
 from rinha.cli.control_client import probe
 from rinha.cli.main import app
+from rinha.daemon.config import default_control_path
+from tests.support.engines import query
 from tests.support.wait import wait_until
 
 #: The commands read these; the tests pass every value explicitly.
@@ -43,7 +44,7 @@ def one_line_error(result, code: int) -> str:
 
 
 def control_socket(db: str) -> str:
-    return db + ".control.sock"
+    return default_control_path(db)
 
 
 def wait_for_control(db: str) -> str:
@@ -61,10 +62,14 @@ def payment_body(cid: str, amount: str = "19.90") -> str:
 
 
 def row(db: str, cid: str) -> dict | None:
-    with sqlite3.connect(db) as conn:
-        cursor = conn.execute("SELECT * FROM payments WHERE correlation_id = ?", (cid,))
-        found = cursor.fetchone()
-        return None if found is None else dict(zip([c[0] for c in cursor.description], found))
+    """A payment's row, read straight from the store (either engine)."""
+    from rinha.store import open_store
+
+    store = open_store(db)
+    try:
+        return store.payment(cid)
+    finally:
+        store.close()
 
 
 def state(db: str, cid: str) -> str | None:

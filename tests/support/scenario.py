@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 
+from tests.support.engines import query
 from tests.support.wait import wait_until
 
 #: The contest's six processor stages: (default delay, default failing, fallback delay, fallback failing).
@@ -58,8 +58,7 @@ def settle(daemon, processors, accepted: list[str], maybe_accepted: frozenset[st
     sent without seeing the answer, and that the summaries agree to the cent. Returns ids by processor."""
     wait_until(lambda: sum(side["totalRequests"] for side in daemon.summary().values()) >= len(accepted),
                timeout=60, what=f"{len(accepted)} payments recorded")
-    with sqlite3.connect(daemon.db) as db:
-        recorded = dict(db.execute("SELECT correlation_id, processor FROM payments WHERE state = 'paid'").fetchall())
+    recorded = dict(query(daemon.db, "SELECT correlation_id, processor FROM payments WHERE state = 'paid'"))
     by_processor: dict[str, set[str]] = {"default": set(), "fallback": set()}
     for cid in accepted:
         held = [name for name in ("default", "fallback") if processors.payment(name, cid) is not None]
@@ -76,9 +75,8 @@ def settle(daemon, processors, accepted: list[str], maybe_accepted: frozenset[st
     try:
         wait_until(agree, timeout=30, what="summaries agree")
     except AssertionError:
-        with sqlite3.connect(daemon.db) as db:
-            rows = {cid: rest for cid, *rest in db.execute(
-                "SELECT correlation_id, state, processor, owner, lease_until_ms, attempts FROM payments")}
+        rows = {cid: rest for cid, *rest in query(
+            daemon.db, "SELECT correlation_id, state, processor, owner, lease_until_ms, attempts FROM payments")}
         differing = {cid: (rows.get(cid), [n for n in ("default", "fallback") if processors.payment(n, cid)])
                      for cid in set(maybe_accepted) | set(accepted)
                      if (rows.get(cid) or [None])[0] != "paid" and any(processors.payment(n, cid) for n in by_processor)}

@@ -1,0 +1,33 @@
+"""``rinha migrate``: the schema created or upgraded by a short process of its own."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from rinha.store.schema import MIGRATIONS
+from tests.support.cli import one_line_error, rinha
+
+
+def test_migrate_creates_the_schema_and_a_second_run_changes_nothing(tmp_path):
+    db = str(tmp_path / "new.db")
+    first = rinha("migrate", "--db", db)
+    assert first.exit_code == 0 and "schema up to date" in first.stdout
+    with sqlite3.connect(db) as conn:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert version == len(MIGRATIONS)
+    assert {"payments", "attempts", "leases", "instances"} <= tables
+    assert rinha("migrate", "--db", db).exit_code == 0
+
+
+def test_a_database_newer_than_this_rinha_is_refused(tmp_path):
+    db = str(tmp_path / "future.db")
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    assert "newer than this rinha knows" in one_line_error(rinha("migrate", "--db", db), 1)
+
+
+def test_an_unknown_scheme_is_a_usage_error_and_an_unopenable_file_an_error(tmp_path):
+    result = rinha("migrate", "--db", "mysql://db/rinha")
+    assert result.exit_code == 2 and "unknown database scheme" in result.stderr
+    assert "cannot migrate" in one_line_error(rinha("migrate", "--db", str(tmp_path / "no" / "such" / "dir.db")), 1)
