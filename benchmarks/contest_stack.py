@@ -13,24 +13,16 @@ asserts nothing. k6, the processors and the backend share this machine's cores.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import httpx
-
 from benchmarks.procstat import children as child_pids, cpu_seconds, rss_mb
+from benchmarks.stack import local_stack
 from rinha.score import load_summary, score
-from tests.support.procs import free_port, rinha_command
-
-ROOT = Path(__file__).resolve().parent.parent
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Sampler(threading.Thread):
@@ -59,57 +51,22 @@ class Sampler(threading.Thread):
 
 
 def run_once(topology: str, stage_seconds: int, vus: int, workdir: Path) -> dict:
-    port, default_port, fallback_port = free_port(), free_port(), free_port()
-    runtime = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))
-    db = workdir / f"{topology}-{port}.db"
-    stack = subprocess.Popen(
-        rinha_command("stack", "up", "--with-processors", "--topology", topology, "--port", str(port),
-                      "--db", str(db), "--runtime-dir", str(runtime), "--log-level", "warning",
-                      "--default-url", f"http://127.0.0.1:{default_port}",
-                      "--fallback-url", f"http://127.0.0.1:{fallback_port}"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if (runtime / "stack.json").exists() and httpx.get(
-                        f"http://127.0.0.1:{port}/payments-summary", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or stack.poll() is not None:
-                raise RuntimeError(f"stack ({topology}) did not start")
-            time.sleep(0.1)
-        children = json.loads((runtime / "stack.json").read_text())["children"]
-        backend = {c["name"]: c["pid"] for c in children if c["role"] == "instance"}
-        nginx = next(c["pid"] for c in children if c["role"] == "nginx")
+    summary_path = workdir / f"{topology}-{time.monotonic_ns()}.json"
+    with local_stack(str(workdir / f"{topology}-{time.monotonic_ns()}.db"), topology) as stack:
+        backend = {c["name"]: c["pid"] for c in stack.children("instance")}
+        nginx = stack.children("nginx")[0]["pid"]
         for index, worker in enumerate(child_pids(nginx), start=1):  # the master only waits
             backend[f"nginx-w{index}"] = worker
         cpu_before = {name: cpu_seconds(pid) for name, pid in backend.items()}
         sampler = Sampler(backend)
         sampler.start()
-        summary_path = workdir / f"{topology}-{port}.json"
-        subprocess.run(["k6", "run", "-q", "--no-usage-report", str(ROOT / "profiles" / "contest.js")],
-                       env={**os.environ, "TARGET": f"http://127.0.0.1:{port}",
-                            "DEFAULT_URL": f"http://127.0.0.1:{default_port}",
-                            "FALLBACK_URL": f"http://127.0.0.1:{fallback_port}",
-                            "MAX_REQUESTS": str(vus), "STAGE_SECONDS": str(stage_seconds),
-                            "SUMMARY_PATH": str(summary_path)},
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stack.run_contest(summary_path, vus, stage_seconds)
         sampler.stopped.set()
         sampler.join()
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in backend.items()}
         rss = {name: rss_mb(pid) for name, pid in backend.items()}
-    finally:
-        stack.terminate()
-        try:
-            stack.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(stack.pid, 9)
-        shutil.rmtree(runtime, ignore_errors=True)
     summary = load_summary(summary_path)
-    result = score(summary)
-    return {"topology": topology, "score": result, "http": summary["http"], "cpu": cpu, "rss": rss,
+    return {"topology": topology, "score": score(summary), "http": summary["http"], "cpu": cpu, "rss": rss,
             "peak_share": sampler.peak_share}
 
 

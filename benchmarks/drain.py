@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.procs import free_port, rinha_command
+from benchmarks.stack import local_stack
 
 HERE = Path(__file__).parent
 TOKEN = {"X-Rinha-Token": "123"}
@@ -44,65 +44,40 @@ def main() -> None:
     parser.add_argument("--topology", default="split", choices=["all", "split"])
     args = parser.parse_args()
 
-    port, default_port, fallback_port = free_port(), free_port(), free_port()
     workdir = Path(tempfile.mkdtemp(prefix="rinha-drain-"))
-    runtime = Path(tempfile.mkdtemp(prefix="rd-", dir="/tmp"))
     db = workdir / "rinha.db"
-    target, default_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{default_port}"
-    stack = subprocess.Popen(
-        rinha_command("stack", "up", "--with-processors", "--topology", args.topology, "--port", str(port),
-                      "--db", str(db), "--runtime-dir", str(runtime), "--log-level", "warning",
-                      "--default-url", default_url, "--fallback-url", f"http://127.0.0.1:{fallback_port}"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    admin = httpx.Client(base_url=default_url, headers=TOKEN, timeout=10)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(target + "/payments-summary", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the stack did not start")
-            time.sleep(0.1)
+        with local_stack(str(db), args.topology) as stack, \
+                httpx.Client(base_url=stack.default_url, headers=TOKEN, timeout=10) as admin:
 
-        def count(state: str) -> int:
-            with sqlite3.connect(db, timeout=10) as conn:
-                return conn.execute("SELECT COUNT(*) FROM payments WHERE state = ?", (state,)).fetchone()[0]
+            def count(state: str) -> int:
+                with sqlite3.connect(db, timeout=10) as conn:
+                    return conn.execute("SELECT COUNT(*) FROM payments WHERE state = ?", (state,)).fetchone()[0]
 
-        admin.put("/admin/configurations/failure", json={"failure": True})
-        fill_rate = 2000
-        filled = k6(target, fill_rate, max(1, round(args.backlog / fill_rate)), workdir / "fill.json")
-        filled.wait()
-        backlog = count("pending")
-        print(f"backlog: {backlog} payments pending (fill: {json.loads((workdir / 'fill.json').read_text())})")
+            admin.put("/admin/configurations/failure", json={"failure": True})
+            fill_rate = 2000
+            k6(stack.url, fill_rate, max(1, round(args.backlog / fill_rate)), workdir / "fill.json").wait()
+            backlog = count("pending")
+            print(f"backlog: {backlog} payments pending (fill: {json.loads((workdir / 'fill.json').read_text())})")
 
-        seconds = max(10, round(backlog / 1000) + 5)
-        stream = k6(target, args.rate, seconds, workdir / "stream.json")
-        time.sleep(1)  # the stream's own warm-up, before the drain starts
-        admin.put("/admin/configurations/delay", json={"delay": args.delay})
-        admin.put("/admin/configurations/failure", json={"failure": False})
-        started = time.monotonic()
-        paid = 0
-        while paid < backlog and time.monotonic() - started < 120:
-            time.sleep(0.1)
-            paid = count("paid")
-        drained = time.monotonic() - started
-        stream.wait()
+            seconds = max(10, round(backlog / 1000) + 5)
+            stream = k6(stack.url, args.rate, seconds, workdir / "stream.json")
+            time.sleep(1)  # the stream's own warm-up, before the drain starts
+            admin.put("/admin/configurations/delay", json={"delay": args.delay})
+            admin.put("/admin/configurations/failure", json={"failure": False})
+            started = time.monotonic()
+            paid = 0
+            while paid < backlog and time.monotonic() - started < 120:
+                time.sleep(0.1)
+                paid = count("paid")
+            drained = time.monotonic() - started
+            stream.wait()
         new = json.loads((workdir / "stream.json").read_text())
         print(f"drain: {paid} paid in {drained:.2f} s after the recovery = {paid / drained:.0f} payments/s "
               f"(default delay {args.delay} ms, topology {args.topology})")
         print(f"new POSTs meanwhile ({args.rate}/s): {new['count']} sent, {new['failed']} failed, "
               f"p50 {new['p50']:.2f} ms p99 {new['p99']:.2f} ms max {new['max']:.1f} ms")
     finally:
-        admin.close()
-        stack.terminate()
-        try:
-            stack.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(stack.pid, 9)
-        shutil.rmtree(runtime, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

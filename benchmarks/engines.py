@@ -15,21 +15,16 @@ peak RSS. Prints only; asserts nothing. k6, the processors and the backend share
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 from benchmarks.procstat import children as child_pids, cpu_seconds, rss_mb
 from rinha.score import load_summary, score
-from tests.support.procs import free_port, rinha_command
+from benchmarks.stack import local_stack
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def postgres_pids(postmaster: int) -> list[int]:
@@ -48,73 +43,36 @@ def run_once(engine: str, stage_seconds: int, vus: int, workdir: Path, synchrono
         postmaster = int(Path(server.datadir, "postmaster.pid").read_text().split()[0])
     else:
         db = str(workdir / f"sqlite-{os.getpid()}.db")
-    port, default_port, fallback_port = free_port(), free_port(), free_port()
-    runtime = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))
-    stack = subprocess.Popen(
-        rinha_command("stack", "up", "--with-processors", "--topology", "all", "--port", str(port), "--db", db,
-                      "--runtime-dir", str(runtime), "--log-level", "warning",
-                      "--default-url", f"http://127.0.0.1:{default_port}",
-                      "--fallback-url", f"http://127.0.0.1:{fallback_port}"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    summary_path = workdir / f"{engine}-{time.monotonic_ns()}.json"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if (runtime / "stack.json").exists() and httpx.get(
-                        f"http://127.0.0.1:{port}/payments-summary", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or stack.poll() is not None:
-                raise RuntimeError(f"stack ({engine}) did not start")
-            time.sleep(0.1)
-        children = json.loads((runtime / "stack.json").read_text())["children"]
-        groups = {c["name"]: [c["pid"]] for c in children if c["role"] == "instance"}
-        nginx = next(c["pid"] for c in children if c["role"] == "nginx")
-        groups["nginx"] = child_pids(nginx)  # the master only waits
-        if server is not None:
-            groups["postgres"] = postgres_pids(postmaster)
-        cpu_before = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
-        summary_path = workdir / f"{engine}-{port}.json"
-        subprocess.run(["k6", "run", "-q", "--no-usage-report", str(ROOT / "profiles" / "contest.js")],
-                       env={**os.environ, "TARGET": f"http://127.0.0.1:{port}",
-                            "DEFAULT_URL": f"http://127.0.0.1:{default_port}",
-                            "FALLBACK_URL": f"http://127.0.0.1:{fallback_port}",
-                            "MAX_REQUESTS": str(vus), "STAGE_SECONDS": str(stage_seconds),
-                            "SUMMARY_PATH": str(summary_path)},
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if server is not None:  # backends that ended are in the postmaster's children's time
-            groups["postgres"] = postgres_pids(postmaster)
-        cpu = {}
-        for name, pids in groups.items():
-            total = 0.0
-            for pid in pids:
-                try:
-                    total += cpu_seconds(pid)
-                except OSError:
-                    pass
-            cpu[name] = total - cpu_before[name]
-        rss = {}
-        for name, pids in groups.items():
-            values = []
-            for pid in pids:
-                try:
-                    values.append(rss_mb(pid))
-                except OSError:
-                    pass
-            rss[name] = sum(values)
+        with local_stack(db, "all") as stack:
+            groups = {c["name"]: [c["pid"]] for c in stack.children("instance")}
+            groups["nginx"] = child_pids(stack.children("nginx")[0]["pid"])  # the master only waits
+            if server is not None:
+                groups["postgres"] = postgres_pids(postmaster)
+            cpu_before = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+            stack.run_contest(summary_path, vus, stage_seconds)
+            if server is not None:  # backends that ended are in the postmaster's children's time
+                groups["postgres"] = postgres_pids(postmaster)
+            cpu = {name: sum(_alive(cpu_seconds, pids)) - cpu_before[name] for name, pids in groups.items()}
+            rss = {name: sum(_alive(rss_mb, pids)) for name, pids in groups.items()}
     finally:
-        stack.terminate()
-        try:
-            stack.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(stack.pid, 9)
-        shutil.rmtree(runtime, ignore_errors=True)
         if server is not None:
             server.stop()
     summary = load_summary(summary_path)
     label = engine if server is None else f"postgres (synchronous_commit={synchronous_commit})"
     return {"engine": label, "score": score(summary), "http": summary["http"], "cpu": cpu, "rss": rss}
+
+
+def _alive(read, pids: list[int]) -> list[float]:
+    """``read(pid)`` for each process still there (a backend may end during the run)."""
+    values = []
+    for pid in pids:
+        try:
+            values.append(read(pid))
+        except OSError:
+            pass
+    return values
 
 
 def report(run: dict) -> None:

