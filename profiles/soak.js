@@ -46,10 +46,4 @@ const run = profile({
   auditSeconds: AUDIT_SECONDS,
 });
 
-export const options = run.options;
-export const setup = run.setup;
-export const payments = run.payments;
-export const applyStages = run.applyStages;
-export const audit = run.audit;
-export const teardown = run.teardown;
-export const handleSummary = run.handleSummary;
+export const { options, setup, payments, applyStages, audit, teardown, handleSummary } = run;
