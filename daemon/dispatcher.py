@@ -127,6 +127,8 @@ class Dispatcher:
         try:
             async with trio.open_nursery() as nursery:
                 self._work = nursery.cancel_scope
+                if self.draining:  # a signal came before this started: stop at once
+                    nursery.cancel_scope.cancel()
                 for _ in range(self.concurrency * len(self.processors)):
                     nursery.start_soon(self._worker)
                 nursery.start_soon(self._renew_leases)
