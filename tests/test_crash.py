@@ -159,6 +159,11 @@ def test_kill_9_at_random_moments_under_load_loses_nothing_and_pays_nothing_twic
     started = time.monotonic()
     try:
         progress(40)
+        # The fallback pays from the start (default 600 ms slower): whatever the seed, both
+        # processors hold payments, so an adoption could go to the wrong one if it were allowed.
+        processors.set("default", delay=600)
+        wait_until(lambda: cluster.query("SELECT 1 FROM payments WHERE processor = 'fallback' LIMIT 1"),
+                   timeout=30, what=f"the latency policy paying at the fallback (seed {seed})")
         for kind in schedule:
             # (default, fallback) delays in ms; the latency policy pays at the fallback while the
             # default is 250 ms slower, so both processors get payments (and attempts in flight)
