@@ -49,7 +49,7 @@ from rinha.clock import now_ms
 from rinha.policy import Signals, stamp_lead_ms
 from rinha.processor import DEFAULT, LookupFailed, Outcome, Processor
 from rinha.store import Store
-from rinha.store.base import ATTEMPT, CLAIM, DEAD, PAID, PIN, REBIND, RELEASE, RENEW
+from rinha.store.base import ATTEMPT, CLAIM, DEAD, PAID, PIN, PURGED_MARK, REBIND, RELEASE, RENEW
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,9 @@ class Dispatcher:
         self._breaker_closed = {name: trio.Event() for name in processors}
         self._send, self._receive = trio.open_memory_channel[Job](math.inf)
         self.in_flight = 0
+        #: The latest purge (``POST /purge-payments`` on any instance): jobs for payments accepted
+        #: before it are dropped once the store confirms their row is gone.
+        self.purged_at_ms = 0
         #: Payments with a job in this process (queued or being paid): never two jobs for one.
         self._active: set[str] = set()
         self.draining = False
@@ -118,6 +121,24 @@ class Dispatcher:
         """Hand over a payment that this instance owns (committed with ``owner`` = instance)."""
         self._active.add(job.correlation_id)
         self._send.send_nowait(job)
+
+    def purged(self, at_ms: int) -> None:
+        """Every payment accepted before ``at_ms`` was purged: stop paying them."""
+        self.purged_at_ms = max(self.purged_at_ms, at_ms)
+
+    async def _was_purged(self, job: Job) -> bool:
+        """Accepted before the latest purge and gone from the store. (A payment accepted by a host
+        whose clock is behind may look older than the purge: its row is still there, keep it.)"""
+        if job.accepted_at_ms >= self.purged_at_ms:
+            return False
+        try:
+            row = await trio.to_thread.run_sync(self.store.payment, job.correlation_id)
+        except Exception:  # a store fault: keep paying, as before the purge
+            return False
+        if row is None:
+            return True
+        job.accepted_at_ms = max(job.accepted_at_ms, self.purged_at_ms)  # checked: do not ask again
+        return False
 
     def owner_lease(self) -> tuple[str, int]:
         """The owner and lease to write with a payment this instance will pay itself."""
@@ -201,6 +222,8 @@ class Dispatcher:
                 continue  # waited as long as the policy's choice holds: ask it again
             if self.draining:
                 return  # handed back when run() ends
+            if self.purged_at_ms and await self._was_purged(job):
+                return  # paying it now would put at the processor what the store no longer has
             outstanding = self._outstanding[name]
             outstanding[job.correlation_id] = time.monotonic()
             # A send runs to its answer even while shutting down, until the grace period ends.
@@ -335,6 +358,9 @@ class Dispatcher:
         while True:
             try:
                 self.signals.health = await trio.to_thread.run_sync(self.store.health)
+                mark = await trio.to_thread.run_sync(self.store.lease_holder, PURGED_MARK)
+                if mark is not None:
+                    self.purged(mark[1])
             except Exception as exc:  # a store fault: keep the last readings
                 log.debug("health readings unavailable: %s", exc)
             await trio.sleep(_HEALTH_REFRESH)

@@ -117,8 +117,11 @@ class Intake:
         return response(200, summary.contest_json())
 
     async def purge(self) -> bytes:
+        at_ms = now_ms()
         try:
-            await self.writer.write(PURGE)
+            await self.writer.write(PURGE, at_ms)
         except StoreUnavailable:
             return STORE_DOWN
+        if self.dispatcher is not None:  # the others learn it from the store within a second
+            self.dispatcher.purged(at_ms)
         return PURGED

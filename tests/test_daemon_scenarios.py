@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 
 from tests.support.engines import both_engines, query
@@ -73,3 +74,23 @@ def test_kill_9_and_restart_loses_nothing_and_pays_nothing_twice(daemon_factory,
     assert len(maybe) >= failed_before
     paid = settle(restarted, processors, stream.accepted, maybe)
     assert paid["fallback"] == set()
+
+
+def test_payments_purged_while_waiting_are_never_paid(daemon_factory, processors):
+    """A test harness purges between runs; what the daemon still held must not reach a processor."""
+    daemon = daemon_factory()
+    processors.set("default", failure=True)
+    purged = [str(uuid.uuid4()) for _ in range(20)]
+    for cid in purged:
+        assert daemon.post('{"correlationId":"%s","amount":1.00}' % cid).status_code == 202
+    wait_until(lambda: processors.in_flight("default") == 0, timeout=10, what="attempts answered")
+    assert httpx.post(daemon.url + "/purge-payments", timeout=10).status_code == 200
+    processors.set("default", failure=False)
+    fresh = str(uuid.uuid4())
+    assert daemon.post('{"correlationId":"%s","amount":2.00}' % fresh).status_code == 202
+    wait_until(lambda: daemon.summary()["default"]["totalRequests"] == 1, timeout=30, what="the new payment paid")
+    # the old jobs were retrying alongside it: each has met the purge by now, or is about to
+    wait_until(lambda: processors.in_flight("default") == 0, timeout=10, what="nothing in flight")
+    assert [cid for cid in purged if processors.payment("default", cid)] == []
+    assert processors.summary("default")["totalRequests"] == 1
+    assert daemon.summary()["default"] == {"totalRequests": 1, "totalAmount": 2.0}

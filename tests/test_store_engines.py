@@ -190,3 +190,13 @@ def test_rebind_moves_a_payment_only_while_its_owner_still_holds_it(store):
     assert apply(store, REBIND, "p", "default", "A") is False  # A may no longer move it
     assert store.payment("p")["pinned"] == "fallback"
     assert apply(store, REBIND, "p", "default", "B") is True
+
+
+def test_a_purge_leaves_its_instant_for_the_dispatchers(store):
+    apply(store, ACCEPT, "p", 100, 1, None, 0)
+    assert store.lease_holder("purged") is None
+    apply(store, PURGE, 5000)
+    assert store.payment("p") is None
+    assert store.lease_holder("purged")[1] == 5000
+    apply(store, PURGE, 7000)
+    assert store.lease_holder("purged")[1] == 7000

@@ -35,7 +35,9 @@ DEAD = "dead"  # (correlation_id, reason, at_ms) → None
 RENEW = "renew"  # (owner, lease_until_ms) → None
 RELEASE = "release"  # (owner,) → None: hand pending payments back for others to claim
 CLAIM = "claim"  # (owner, now_ms, lease_until_ms, limit) → list[Claimed]
-PURGE = "purge"  # () → None
+PURGE = "purge"  # (at_ms=0) → None: every payment and attempt deleted; at_ms kept as the lease "purged"
+#: The lease row whose until_ms is the instant of the latest purge (dispatchers drop older jobs).
+PURGED_MARK = "purged"
 LEASE = "lease"  # (name, holder, now_ms, until_ms) → bool: True if holder has the lease until until_ms
 HEALTH = "health"  # (processor, failing, min_response_time, checked_at_ms) → None
 ATTEMPT = "attempt"  # (correlation_id, processor, requested_at, outcome, status, latency_ms, at_ms, detail) → None
@@ -132,6 +134,12 @@ class Store(Protocol):
 
     def oldest_pending_ms(self) -> int | None:
         """``accepted_at_ms`` of the oldest pending payment."""
+
+    def lease_holder(self, name: str) -> tuple[str, int] | None:
+        """(holder, until_ms) of a named lease (``PURGED_MARK``: until_ms = the latest purge)."""
+
+    def payment(self, correlation_id: str) -> dict | None:
+        """One payment's row as a dict, or None."""
 
     # Profile runs (`rinha profile`): operator records, written outside the writer's batches.
 

@@ -546,9 +546,12 @@ def _claim(conn, owner, now_ms, lease_until_ms, limit) -> Result:
                     for cid, cents, pinned, ambiguous, accepted in cursor.fetchall()]
 
 
-def _purge(conn) -> None:
+def _purge(conn, at_ms: int = 0) -> None:
     conn.execute("DELETE FROM payments")
     conn.execute("DELETE FROM attempts")
+    if at_ms:
+        conn.execute("INSERT INTO leases (name, holder, until_ms) VALUES ('purged', '', %s) "
+                     "ON CONFLICT (name) DO UPDATE SET until_ms = excluded.until_ms", (at_ms,))
 
 
 def _lease(conn, name, holder, now_ms, until_ms) -> Result:

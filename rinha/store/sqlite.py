@@ -359,9 +359,12 @@ def _claim(conn, owner, now_ms, lease_until_ms, limit) -> list[Claimed]:
     return [Claimed(cid, cents, pinned, bool(ambiguous), accepted) for cid, cents, pinned, ambiguous, accepted in rows]
 
 
-def _purge(conn) -> None:
+def _purge(conn, at_ms: int = 0) -> None:
     conn.execute("DELETE FROM payments")
     conn.execute("DELETE FROM attempts")
+    if at_ms:
+        conn.execute("INSERT INTO leases (name, holder, until_ms) VALUES ('purged', '', ?) "
+                     "ON CONFLICT (name) DO UPDATE SET until_ms = excluded.until_ms", (at_ms,))
 
 
 def _lease(conn, name, holder, now_ms, until_ms) -> bool:
