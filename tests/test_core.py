@@ -9,9 +9,8 @@ import pytest
 from rinha.clock import InstantError, iso_from_ms, iso_from_us, parse_instant_us
 from rinha.money import MAX_AMOUNT_CENTS, AmountError, format_cents, parse_cents
 from rinha.payment import PaymentError, parse_payment
-from rinha.store import Op, open_store
 from rinha.store.base import ACCEPT, CLAIM, DEAD, LEASE, PAID, PIN, RELEASE, RENEW
-from tests.support.engines import ENGINES
+from tests.support.engines import ENGINES, apply, migrated_store
 
 
 @pytest.mark.parametrize("value,cents", [(Decimal("19.90"), 1990), (Decimal("0.01"), 1), (7, 700),
@@ -61,16 +60,9 @@ def store(request, tmp_path):
         db = request.getfixturevalue("postgres_server").create_database()
     else:
         db = str(tmp_path / "s.db")
-    store = open_store(db)
-    store.migrate()
+    store = migrated_store(db)
     yield store
     store.close()
-
-
-def apply(store, kind, *args):
-    op = Op(kind, args)
-    store.apply([op])
-    return op.result
 
 
 def test_accept_is_idempotent_by_id_and_amount(store):

@@ -8,7 +8,6 @@ and the next start pays all of it exactly once.
 from __future__ import annotations
 
 import signal
-import time
 import uuid
 
 import httpx
@@ -74,13 +73,13 @@ def test_attempts_cut_at_shutdown_are_pinned_ambiguous_and_paid_once_after_resta
     for _ in range(10):
         assert post_new(daemon, accepted).status_code == 202
     wait_until(lambda: processors.in_flight("default") == 10, timeout=10, what="10 attempts in flight")
-    started = time.monotonic()
     daemon.service.signal(signal.SIGTERM)
     if cut == "second-signal":
         wait_until(lambda: post_new(daemon, accepted).status_code == 503, timeout=5, what="draining")
         daemon.service.signal(signal.SIGINT)
     assert daemon.service.wait(timeout=15) == 0
-    assert time.monotonic() - started < 3.5, "the processor's 4 s delay was waited for"
+    # gone without their answers: the processor still holds the attempts (each for 4 s)
+    assert processors.in_flight("default") >= 10
 
     state = rows(daemon.db)
     assert {cid: state[cid] for cid in accepted} == {cid: ("pending", None, "default", 1) for cid in accepted}

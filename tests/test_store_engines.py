@@ -27,23 +27,16 @@ from rinha.store.base import (
     ProfileRun,
 )
 from rinha.store.schema import MIGRATIONS
-from tests.support.engines import both_engines
+from tests.support.engines import apply, both_engines, migrated_store
 
 pytestmark = both_engines
 
 
 @pytest.fixture
 def store(db_url):
-    store = open_store(db_url)
-    store.migrate()
+    store = migrated_store(db_url)
     yield store
     store.close()
-
-
-def apply(store, kind, *args):
-    op = Op(kind, args)
-    store.apply([op])
-    return op.result
 
 
 def test_a_batch_gives_each_op_its_result_in_order(store):

@@ -7,7 +7,7 @@ from contextlib import closing
 
 import pytest
 
-from rinha.store import is_postgres
+from rinha.store import Op, is_postgres, open_store
 
 ENGINES = ["sqlite", "postgres"]
 
@@ -25,3 +25,17 @@ def query(db: str, sql: str, *args) -> list[tuple]:
             return conn.execute(sql.replace("?", "%s"), args).fetchall()
     with closing(sqlite3.connect(db, timeout=10)) as conn:
         return conn.execute(sql, args).fetchall()
+
+
+def migrated_store(db: str):
+    """The store at ``db`` (either engine), migrated: for tests of the store itself."""
+    store = open_store(db)
+    store.migrate()
+    return store
+
+
+def apply(store, kind: str, *args):
+    """Apply one op as a batch of its own; its result."""
+    op = Op(kind, args)
+    store.apply([op])
+    return op.result
