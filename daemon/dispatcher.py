@@ -63,7 +63,8 @@ _HEALTH_REFRESH = 1.0
 class Job:
     """A payment being paid by this process."""
 
-    __slots__ = ("correlation_id", "amount_cents", "accepted_at_ms", "pinned", "ambiguous", "ambiguous_at_ms", "attempts")
+    __slots__ = ("correlation_id", "amount_cents", "accepted_at_ms", "pinned", "ambiguous", "ambiguous_at_ms", "attempts",
+                 "purge_checked_ms")
 
     def __init__(self, correlation_id: str, amount_cents: int, accepted_at_ms: int, pinned: str | None = None,
                  ambiguous: bool = False):
@@ -75,6 +76,8 @@ class Job:
         # Adopted ambiguous payments: their last send time is unknown, so count from now.
         self.ambiguous_at_ms = now_ms() if ambiguous else 0
         self.attempts = 0
+        #: The purge this job was last checked against (its row was still there).
+        self.purge_checked_ms = 0
 
 
 class Dispatcher:
@@ -129,15 +132,13 @@ class Dispatcher:
     async def _was_purged(self, job: Job) -> bool:
         """Accepted before the latest purge and gone from the store. (A payment accepted by a host
         whose clock is behind may look older than the purge: its row is still there, keep it.)"""
-        if job.accepted_at_ms >= self.purged_at_ms:
-            return False
         try:
             row = await trio.to_thread.run_sync(self.store.payment, job.correlation_id)
         except Exception:  # a store fault: keep paying, as before the purge
             return False
         if row is None:
             return True
-        job.accepted_at_ms = max(job.accepted_at_ms, self.purged_at_ms)  # checked: do not ask again
+        job.purge_checked_ms = self.purged_at_ms  # still there: do not ask again for this purge
         return False
 
     def owner_lease(self) -> tuple[str, int]:
@@ -222,7 +223,8 @@ class Dispatcher:
                 continue  # waited as long as the policy's choice holds: ask it again
             if self.draining:
                 return  # handed back when run() ends
-            if self.purged_at_ms and await self._was_purged(job):
+            if (job.accepted_at_ms < self.purged_at_ms and job.purge_checked_ms < self.purged_at_ms
+                    and await self._was_purged(job)):
                 return  # paying it now would put at the processor what the store no longer has
             outstanding = self._outstanding[name]
             outstanding[job.correlation_id] = time.monotonic()
