@@ -1,17 +1,27 @@
-"""The store writer: one thread applies every write of this process, in group commits.
+"""The store writer: every write of this process, applied in group commits.
 
-Callers hand it :class:`rinha.store.Op` values. The thread takes whatever has queued while
-the previous transaction was committing and applies it as one transaction, so every request
-that arrived during a commit shares the next one: durability costs one short transaction per
-batch, not one per request, and the event loop never waits on the database itself.
+Callers hand it :class:`rinha.store.Op` values. Whatever queued while the previous batch was
+being written goes into the next one, so every request that arrived meanwhile shares one short
+transaction: durability costs one commit per batch, not one per request.
 
 * ``await writer.write(kind, *args)`` returns once the op's batch has committed (its result),
   or raises :class:`StoreUnavailable` if that batch failed: the caller must not report success.
+  When it commits on the spot (below), it returns without yielding to other tasks.
 * ``writer.write_nowait(kind, *args)`` queues an op whose outcome the caller does not wait for
   (recording a payment as paid). If its batch fails, it is retried until the store recovers:
   such an op is never dropped while the process lives. A batch of such ops alone lingers up to
   ``LINGER`` seconds to share its commit with more; an awaited op commits at once, and takes
   the lingering ones with it.
+
+Where a batch is written. When the store can commit at once (SQLite, no other process holding
+the write lock, only single-row ops), an awaited write commits on the spot, on the event loop,
+with whatever fire-and-forget ops are lingering: a few tens of microseconds, less than handing it
+to a thread and being woken back, or than waking a flusher task (measured in
+``benchmarks/README.md``). A flusher task commits the lingering ones no awaited write took.
+Anything else (another process holds the lock, a bulk op like a claim or a purge, an engine
+across the network, a failure) goes to the writer thread, which waits, retries and reports, and
+batches there whatever queued while it was busy. Until the thread has written all it was given,
+later batches follow it there, so batches commit in the order they were gathered.
 """
 
 from __future__ import annotations
@@ -25,10 +35,11 @@ from contextlib import asynccontextmanager
 import trio
 
 from rinha.store import Op, Store
+from rinha.store.base import ACCEPT, ATTEMPT, DEAD, HEALTH, HEARTBEAT, LEASE, PAID, PIN, REBIND
 
 log = logging.getLogger(__name__)
 
-_STOP = Op("stop", ())
+_STOP = [Op("stop", ())]
 _RETRY_PAUSE = 0.05
 #: Seconds without a failed write before the store counts as recovered.
 _RECOVERED_AFTER = 1.0
@@ -37,6 +48,13 @@ LINGER = 0.002
 #: After shutdown was asked, unwritten ops are retried this long; the payments they concern stay
 #: pending in the store and are settled on the next start (a resend meets the processor's 422).
 _SHUTDOWN_RETRY_SECONDS = 5.0
+#: Ops that touch a row or two: a batch of these may commit on the event loop.
+_SMALL = frozenset({ACCEPT, PAID, PIN, REBIND, DEAD, ATTEMPT, HEALTH, HEARTBEAT, LEASE})
+#: Larger batches go to the thread: a commit on the loop delays every connection's answer.
+_INLINE_MAX = 64
+#: Seconds between checkpoints of what the loop committed (it never checkpoints itself: a
+#: checkpoint writes the database file and may wait for the disk).
+_CHECKPOINT_EVERY = 0.25
 
 
 class StoreUnavailable(Exception):
@@ -46,28 +64,56 @@ class StoreUnavailable(Exception):
 class StoreWriter:
     def __init__(self, store: Store):
         self.store = store
-        self._queue: queue.SimpleQueue[Op] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[Op]] = queue.SimpleQueue()
         self._token: trio.lowlevel.TrioToken | None = None
         self._thread: threading.Thread | None = None
+        self._pending: list[Op] = []
+        self._has_ops = trio.Event()
+        self._urgent = trio.Event()
+        #: Batches handed to the thread and not yet written (later ones must follow them).
+        self._offloaded = 0
+        self._inline_since_checkpoint = 0
         self.batches = 0
+        #: Of ``batches``, how many committed on the event loop.
+        self.inline_batches = 0
         self.failing = False
 
     @asynccontextmanager
     async def running(self):
-        """Run the writer thread for the duration of the block; on exit, commit what is queued."""
+        """Write for the duration of the block; on exit, commit what is queued."""
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.Thread(target=self._loop, name="rinha-store-writer", daemon=True)
         self._thread.start()
         try:
-            yield self
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._flusher)
+                if hasattr(self.store, "apply_now"):
+                    nursery.start_soon(self._checkpointer)
+                try:
+                    yield self
+                finally:
+                    nursery.cancel_scope.cancel()
         finally:
+            if self._pending:
+                self._queue.put(self._pending)
+                self._pending = []
             self._queue.put(_STOP)
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._thread.join)
 
     async def write(self, kind: str, *args) -> object:
         op = Op(kind, args, waiter=trio.lowlevel.current_task())
-        self._queue.put(op)
+        self._pending.append(op)
+        if self._offloaded == 0 and len(self._pending) <= _INLINE_MAX:
+            # Commit now, with the fire-and-forget ops lingering: no task switch at all.
+            batch, self._pending = self._pending, []
+            if self._commit_here(batch, op.waiter):
+                return op.result
+            self._offloaded += 1
+            self._queue.put(batch)
+        else:
+            self._has_ops.set()
+            self._urgent.set()
         # Not cancellable while queued: the op will commit or fail, and the caller must learn which.
         await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
         if op.error is not None:
@@ -75,12 +121,61 @@ class StoreWriter:
         return op.result
 
     def write_nowait(self, kind: str, *args) -> None:
-        self._queue.put(Op(kind, args))
+        self._pending.append(Op(kind, args))
+        self._has_ops.set()
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._has_ops.wait()  # a checkpoint even when set: this tick's writers join
+            if not self._urgent.is_set():
+                with trio.move_on_after(LINGER):
+                    await self._urgent.wait()
+            batch, self._pending = self._pending, []
+            self._has_ops = trio.Event()
+            self._urgent = trio.Event()
+            if not batch:  # an awaited write took them
+                continue
+            if not (self._offloaded == 0 and len(batch) <= _INLINE_MAX and self._commit_here(batch)):
+                self._offloaded += 1
+                self._queue.put(batch)
+
+    def _commit_here(self, batch: list[Op], current=None) -> bool:
+        """Commit on the loop if the store can without waiting; False: the thread must. Wakes
+        the waiters of the batch but ``current``, the task committing it."""
+        apply_now = getattr(self.store, "apply_now", None)
+        if apply_now is None or any(op.kind not in _SMALL for op in batch):
+            return False
+        try:
+            if not apply_now(batch):
+                return False
+        except Exception:
+            return False  # the thread retries it, and logs if it keeps failing
+        self.batches += 1
+        self.inline_batches += 1
+        self._inline_since_checkpoint += 1
+        for op in batch:
+            if op.waiter is not None and op.waiter is not current:
+                trio.lowlevel.reschedule(op.waiter)
+        return True
+
+    async def _checkpointer(self) -> None:
+        while True:
+            await trio.sleep(_CHECKPOINT_EVERY)
+            if self._inline_since_checkpoint:
+                self._inline_since_checkpoint = 0
+                await trio.to_thread.run_sync(self.store.checkpoint)
+
+    def _written(self, waiters: list, batches: int) -> None:
+        """On the loop: the thread has written ``batches`` of the batches it was given."""
+        self._offloaded -= batches
+        for task in waiters:
+            trio.lowlevel.reschedule(task)
 
     def _loop(self) -> None:
         get = self._queue.get
         stopping = False
         retry: list[Op] = []
+        taken = 0  # batches taken from the queue and not yet reported written
         give_up_at = float("inf")
         last_failure = 0.0
         while not (stopping and not retry):
@@ -89,55 +184,41 @@ class StoreWriter:
                 return
             batch = retry
             retry = []
-            if not batch:
-                op = get()
-                if op is _STOP:
-                    stopping = True
-                    give_up_at = time.monotonic() + _SHUTDOWN_RETRY_SECONDS
-                else:
-                    batch.append(op)
-            # Gather what is queued; while nobody waits for this batch, linger for company.
-            linger_until = time.monotonic() + LINGER
-            waited = any(op.waiter is not None for op in batch)
-            while True:
-                timeout = 0 if (waited or stopping) else linger_until - time.monotonic()
+            items = [] if batch else [get()]
+            while True:  # and whatever else is queued
                 try:
-                    op = get(timeout=timeout) if timeout > 0 else get(block=False)
+                    items.append(get(block=False))
                 except queue.Empty:
                     break
-                if op is _STOP:
+            for item in items:
+                if item is _STOP:
                     stopping = True
                     give_up_at = time.monotonic() + _SHUTDOWN_RETRY_SECONDS
                 else:
-                    batch.append(op)
-                    waited = waited or op.waiter is not None
-            if not batch:
-                continue
-            try:
-                self.store.apply(batch)
-                self.batches += 1
-                # A full disk lets small batches through between failures: recovered means no
-                # write held back and none failed for a while, so the log says it once.
-                if self.failing and not retry and time.monotonic() - last_failure >= _RECOVERED_AFTER:
-                    log.warning("store writes recovered")
-                    self.failing = False
-            except Exception as exc:
-                last_failure = time.monotonic()
-                if not self.failing:
-                    log.error("store write failed, retrying: %s", exc)
-                    self.failing = True
-                for op in batch:
-                    if op.waiter is None:
-                        retry.append(op)
-                    else:
-                        op.error = exc
-                if retry:
-                    time.sleep(_RETRY_PAUSE)
+                    batch.extend(item)
+                    taken += 1
+            if batch:
+                try:
+                    self.store.apply(batch)
+                    self.batches += 1
+                    # A full disk lets small batches through between failures: recovered means no
+                    # write held back and none failed for a while, so the log says it once.
+                    if self.failing and time.monotonic() - last_failure >= _RECOVERED_AFTER:
+                        log.warning("store writes recovered")
+                        self.failing = False
+                except Exception as exc:
+                    last_failure = time.monotonic()
+                    if not self.failing:
+                        log.error("store write failed, retrying: %s", exc)
+                        self.failing = True
+                    for op in batch:
+                        if op.waiter is None:
+                            retry.append(op)
+                        else:
+                            op.error = exc
+                    if retry:
+                        time.sleep(_RETRY_PAUSE)
             waiters = [op.waiter for op in batch if op.waiter is not None]
-            if waiters:
-                self._token.run_sync_soon(_wake, waiters)
-
-
-def _wake(tasks: list) -> None:
-    for task in tasks:
-        trio.lowlevel.reschedule(task)
+            if waiters or (taken and not retry):
+                done, taken = (0, taken) if retry else (taken, 0)
+                self._token.run_sync_soon(self._written, waiters, done)

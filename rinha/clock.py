@@ -22,10 +22,19 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_second_text = (0, "1970-01-01T00:00:00")
+
+
 def iso_from_ms(ms: int) -> str:
-    """``1752582896789`` → ``"2025-07-15T12:34:56.789Z"``."""
+    """``1752582896789`` → ``"2025-07-15T12:34:56.789Z"`` (one per attempt: the second's text
+    is kept for the next call)."""
+    global _second_text
     seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    second, text = _second_text
+    if second != seconds:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second_text = (seconds, text)
+    return f"{text}.{millis:03d}Z"
 
 
 def iso_from_us(us: int) -> str:

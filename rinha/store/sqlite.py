@@ -105,6 +105,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        #: The connection of :meth:`apply_now` (used by one thread at a time: the event loop's).
+        self._now: sqlite3.Connection | None = None
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (autocommit mode; batches use explicit transactions)."""
@@ -143,6 +145,43 @@ class SQLiteStore:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def apply_now(self, ops: list[Op]) -> bool:
+        """Apply a batch in one transaction if that needs no wait: False (nothing applied) when
+        another connection holds the write lock. Raises if the batch failed (rolled back).
+
+        Its connection never checkpoints on commit (a checkpoint writes the database file and may
+        wait for the disk): whoever calls this calls :meth:`checkpoint` from another thread."""
+        conn = self._now
+        if conn is None:
+            conn = self._now = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA busy_timeout = 0")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            with self._lock:
+                self._all.append(conn)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction or ("locked" not in str(exc) and "busy" not in str(exc)):
+                raise
+            return False
+        try:
+            for op in ops:
+                op.result = _APPLY[op.kind](conn, *op.args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return True
+
+    def checkpoint(self) -> None:
+        """Copy committed pages from the WAL into the database file, without waiting for anyone."""
+        try:
+            self.connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.OperationalError:
+            pass  # another process is checkpointing: it does the same work
 
     def summary(self, from_us: int | None, to_us: int | None) -> Summary:
         conn = self.connection()
@@ -184,6 +223,7 @@ class SQLiteStore:
             except sqlite3.ProgrammingError:
                 pass  # created in another thread that is gone; the GC closes it
         self._local = threading.local()
+        self._now = None
 
     # Operator reads (the control plane and the CLI). None of them is on the payment path.
 
