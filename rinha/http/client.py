@@ -1,4 +1,4 @@
-"""A lean keep-alive HTTP/1.1 client on trio streams, for the dispatch path.
+"""A lean keep-alive HTTP/1.1 client on trio sockets (see :mod:`rinha.http.wire`), for the dispatch path.
 
 Requests are pre-built bytes (see :meth:`Pool.build`), sent over a bounded pool of keep-alive
 connections to one origin. What matters to the caller is *whether the request may have reached
@@ -19,14 +19,13 @@ retry the same server.
 from __future__ import annotations
 
 import errno
-import select
 import socket as stdsocket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import trio
 
-_RECEIVE_SIZE = 65536
+from rinha.http.wire import Wire
 
 
 class NotSent(Exception):
@@ -44,32 +43,26 @@ class Reply:
 
 
 class _Connection:
-    __slots__ = ("stream", "buf")
+    __slots__ = ("wire", "buf")
 
-    def __init__(self, stream: trio.abc.Stream):
-        self.stream = stream
+    def __init__(self, wire: Wire):
+        self.wire = wire
         self.buf = bytearray()
 
     def idle_and_open(self) -> bool:
         """May this idle connection carry a request? Not if anything arrived on it since its last
-        reply: the server's close (EOF) or bytes nobody asked for. One poll, no waiting."""
-        if self.buf:
-            return False
-        sock = getattr(self.stream, "socket", None)
-        if sock is None:
-            return True
-        try:
-            readable, _, _ = select.select([sock.fileno()], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return not readable
+        reply: the server's close (EOF) or bytes nobody asked for. One peek, no waiting."""
+        return not self.buf and not self.wire.readable_now()
 
     async def read_reply(self, head_request: bool = False) -> tuple[Reply, bool]:
-        """Read one response; returns it and whether the connection may be reused."""
+        """Read one response (just after its request was sent); returns it and whether the
+        connection may be reused."""
         buf = self.buf
         head_end = buf.find(b"\r\n\r\n")
+        wait_first = not buf  # the request has only just left: its answer cannot be here yet
         while head_end < 0:
-            await self._fill()
+            await self._fill(wait_first)
+            wait_first = False
             head_end = buf.find(b"\r\n\r\n")
             if head_end < 0 and len(buf) > 65536:
                 raise Ambiguous("response head too large")
@@ -147,10 +140,10 @@ class _Connection:
             body += buf[:size]
             del buf[: size + 2]
 
-    async def _fill(self) -> None:
+    async def _fill(self, wait_first: bool = False) -> None:
         try:
-            data = await self.stream.receive_some(_RECEIVE_SIZE)
-        except (trio.BrokenResourceError, OSError) as exc:
+            data = await self.wire.receive(wait_first)
+        except OSError as exc:
             raise Ambiguous(f"connection lost: {exc}") from None
         if not data:
             raise Ambiguous("connection closed by the server")
@@ -186,22 +179,27 @@ class Pool:
 
     async def send(self, raw: bytes, timeout: float, head_request: bool = False) -> Reply:
         """Send one pre-built request and read its reply within ``timeout`` seconds."""
-        async with self._slots:
+        slots = self._slots
+        try:
+            slots.acquire_nowait()  # the usual case; the request's own wait is the checkpoint
+        except trio.WouldBlock:
+            await slots.acquire()
+        try:
             conn = None
             while self._idle:
                 candidate = self._idle.pop()
                 if candidate.idle_and_open():
                     conn = candidate
                     break
-                await _close_quietly(candidate)
+                candidate.wire.close()
             if conn is None:
                 conn = await self._connect()
             reusable = False
             try:
                 with trio.move_on_after(timeout) as scope:
                     try:
-                        await conn.stream.send_all(raw)
-                    except (trio.BrokenResourceError, OSError) as exc:
+                        await conn.wire.send_all(raw)
+                    except OSError as exc:
                         raise Ambiguous(f"send failed: {exc}") from None
                     reply, reusable = await conn.read_reply(head_request)
                 if scope.cancelled_caught:
@@ -211,7 +209,9 @@ class Pool:
                 if reusable and not self._closed:
                     self._idle.append(conn)
                 else:
-                    await _close_quietly(conn)
+                    conn.wire.close()
+        finally:
+            slots.release()
 
     async def _connect(self) -> _Connection:
         try:
@@ -222,21 +222,12 @@ class Pool:
         except OSError as exc:
             reason = errno.errorcode.get(exc.errno or 0, "") or str(exc)
             raise NotSent(f"connect to {self.url} failed: {reason}") from None
-        sock = getattr(stream, "socket", None)
-        if sock is not None:
-            sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
-        return _Connection(stream)
+        wire = Wire.from_stream(stream)
+        wire.sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
+        return _Connection(wire)
 
     async def aclose(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
-            await _close_quietly(conn)
-
-
-async def _close_quietly(conn: _Connection) -> None:
-    with trio.CancelScope(shield=True):
-        try:
-            await conn.stream.aclose()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+            conn.wire.close()

@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 server on trio streams: one task per connection, no task per request.
+"""A lean HTTP/1.1 server on trio sockets: one task per connection, no task per request.
 
 The data plane of the daemon and the processor emulator both run on it. The measurements in
 the architecture note rule out hypercorn and h11 there: a hand-written parser of the small
@@ -32,10 +32,10 @@ from typing import Awaitable, Callable
 import trio
 
 from rinha.http.response import error_json
+from rinha.http.wire import Wire
 
 log = logging.getLogger(__name__)
 
-_RECEIVE_SIZE = 65536
 _TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -164,33 +164,37 @@ class Server:
     async def serve(self, listeners: list[trio.abc.Listener], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await trio.serve_listeners(self.serve_connection, listeners, task_status=task_status)
 
-    async def serve_connection(self, stream: trio.abc.Stream) -> None:
+    async def serve_connection(self, stream: trio.SocketStream) -> None:
         self.connections += 1
+        wire = Wire.from_stream(stream)
         try:
-            async with stream:
-                await self._converse(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            await self._converse(wire)
+        except OSError:
+            pass  # the client reset or vanished: nothing to answer
         finally:
+            wire.close()
             self.connections -= 1
 
-    async def _converse(self, stream: trio.abc.Stream) -> None:
+    async def _converse(self, wire: Wire) -> None:
         limits = self.limits
         handler = self.handler
         buf = bytearray()
         pending_error: ProtocolError | None = None
         partial = False
+        answered = False  # a response went out: the client's next request cannot be here yet
         with trio.CancelScope() as timer:
             while True:
                 # 1. A complete head: idle timeout before the first byte, header timeout after it.
                 timer.deadline = trio.current_time() + (limits.header_timeout if buf else limits.idle_timeout)
                 partial = bool(buf)
                 head_end = buf.find(b"\r\n\r\n")
+                if head_end >= 0 and answered:
+                    await trio.lowlevel.checkpoint()  # pipelined: let the other connections in
                 while head_end < 0:
                     if len(buf) > limits.max_header_bytes:
                         pending_error = ProtocolError(431, "request header block too large")
                         break
-                    data = await stream.receive_some(_RECEIVE_SIZE)
+                    data = await wire.receive(wait_first=answered and not buf)
                     if not data:
                         return
                     if not buf:
@@ -215,7 +219,7 @@ class Server:
                 # 2. The body, under the same header timeout.
                 end = head_end + 4 + length
                 while len(buf) < end:
-                    data = await stream.receive_some(_RECEIVE_SIZE)
+                    data = await wire.receive()
                     if not data:
                         return
                     buf += data
@@ -234,7 +238,8 @@ class Server:
                         response = self.error_response(500, "internal error")
                         request.keep_alive = False
                     timer.deadline = trio.current_time() + limits.send_timeout
-                    await stream.send_all(response)
+                    await wire.send_all(response)
+                    answered = True
                 finally:
                     self.handling -= 1
                 if not request.keep_alive:
@@ -244,4 +249,4 @@ class Server:
             pending_error = ProtocolError(408, "request not received in time")
         if pending_error is not None:
             with trio.move_on_after(limits.send_timeout):
-                await stream.send_all(self.error_response(pending_error.status, pending_error.message))
+                await wire.send_all(self.error_response(pending_error.status, pending_error.message))
