@@ -260,7 +260,8 @@ class ControlApp:
                  "alive": now - row["seen_at_ms"] <= ALIVE_MS}
                 for row in instances
             ],
-            "store": {"writerBatches": self.writer.batches, "writerFailing": self.writer.failing},
+            "store": {"writerBatches": self.writer.batches, "writerInlineBatches": self.writer.inline_batches,
+                      "writerFailing": self.writer.failing},
         }
 
     async def health(self, query, body):
@@ -375,6 +376,9 @@ class ControlApp:
                ({"processor": FALLBACK}, summary.fallback.amount_cents / 100)]),
             m("rinha_store_write_batches_total", "counter", "Transactions committed by this instance's store writer.",
               self.writer.batches),
+            m("rinha_store_inline_batches_total", "counter",
+              "Of those, committed on the event loop (the rest waited for the lock or were bulk ops).",
+              self.writer.inline_batches),
             m("rinha_store_failing", "gauge", "1 while this instance's store writes fail.", int(self.writer.failing)),
         ]
         if intake is not None:
