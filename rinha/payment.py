@@ -35,7 +35,7 @@ def parse_payment(body: bytes) -> Payment:
     if body.count(b"[") + body.count(b"{") > _MAX_DEPTH_HINT:
         raise PaymentError("body", "request body is nested too deeply")
     try:
-        data = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        data = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except PaymentError:
         raise
     except (ValueError, RecursionError):
@@ -59,3 +59,7 @@ def parse_payment(body: bytes) -> Payment:
 
 def _reject_constant(name: str) -> None:
     raise PaymentError("amount", f"{name} is not a valid amount")
+
+
+#: ``json.loads(body, parse_float=Decimal, ...)``, without building a decoder per request.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)

@@ -36,7 +36,10 @@ from rinha.http.wire import Wire
 
 log = logging.getLogger(__name__)
 
-_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: Bytes a request target may hold: all but controls, space and DEL.
+_TARGET_CHARS = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))
+# (``x.translate(None, chars)`` deletes the allowed bytes: anything left over is not allowed.)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def parse_head(head: bytes | bytearray) -> tuple[bytes, bytes, bytes, dict[bytes
     if len(parts) != 3:
         raise ProtocolError(400, "malformed request line")
     method, target, version = parts
-    if not method or not all(c in _TOKEN_CHARS for c in method):
+    if not method or method.translate(None, _TOKEN_CHARS):
         raise ProtocolError(400, "malformed method")
     if version == b"HTTP/1.1":
         keep_alive = True
@@ -101,7 +104,7 @@ def parse_head(head: bytes | bytearray) -> tuple[bytes, bytes, bytes, dict[bytes
         raise ProtocolError(505, "only HTTP/1.1 and HTTP/1.0 are supported")
     else:
         raise ProtocolError(400, "malformed request line")
-    if not target.startswith(b"/") or any(c <= 0x20 or c == 0x7F for c in target):
+    if not target.startswith(b"/") or target.translate(None, _TARGET_CHARS):
         raise ProtocolError(400, "malformed request target")
     path, _, query = target.partition(b"?")
 
@@ -109,7 +112,7 @@ def parse_head(head: bytes | bytearray) -> tuple[bytes, bytes, bytes, dict[bytes
     content_length = -1
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not name or not all(c in _TOKEN_CHARS for c in name):
+        if not colon or not name or name.translate(None, _TOKEN_CHARS):
             raise ProtocolError(400, "malformed header line")
         if b"\r" in value or b"\n" in value or b"\x00" in value:
             raise ProtocolError(400, "malformed header value")
