@@ -54,10 +54,6 @@ from rinha.store.base import ATTEMPT, CLAIM, DEAD, PAID, PIN, PURGED_MARK, REBIN
 log = logging.getLogger(__name__)
 
 _CLAIM_BATCH = 500
-#: Seconds between claims: soon again after one found payments, so that the api instances'
-#: payments are paid in small steady steps rather than bursts every idle poll (a burst of
-#: sends takes the CPU the intake's next answers need); slower while nothing comes.
-_CLAIM_BUSY_POLL = 0.01
 _CLAIM_IDLE_POLL = 0.05
 _LOOKUP_RETRY = 0.2
 _STORE_RETRY = 0.2
@@ -390,8 +386,5 @@ class Dispatcher:
                         continue  # our own, re-claimed after a store outage outlived its lease: one job is enough
                     self.submit(Job(row.correlation_id, row.amount_cents, row.accepted_at_ms, row.pinned, row.ambiguous))
                 if len(claimed) == _CLAIM_BATCH:
-                    continue
-                if claimed:
-                    await trio.sleep(_CLAIM_BUSY_POLL)
                     continue
             await trio.sleep(_CLAIM_IDLE_POLL)
