@@ -1,8 +1,8 @@
 """The data plane: ``POST /payments``, ``GET /payments-summary``, ``POST /purge-payments``.
 
-A payment is answered 202 only once it is committed to the store (it shares a group commit
-with every payment that arrived meanwhile), then handed to this process's dispatcher if it has
-one; otherwise a dispatching instance claims it from the store.
+A payment is answered 202 only once it is committed to the store (see
+:mod:`rinha.daemon.store_writer`), then handed to this process's dispatcher if it has one;
+otherwise a dispatching instance claims it from the store.
 """
 
 from __future__ import annotations

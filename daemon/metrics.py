@@ -62,7 +62,7 @@ class Histogram:
         return "\n".join(lines) + "\n"
 
 
-#: Time spent in ``Intake.accept`` per ``POST /payments`` (parse, group commit, answer), this process.
+#: Time spent in ``Intake.accept`` per ``POST /payments`` (parse, commit, answer), this process.
 INTAKE_LATENCY = Histogram(
     "rinha_intake_latency_seconds",
     "Time to answer POST /payments, from parsing to the committed answer, in seconds.",

@@ -1,8 +1,8 @@
-"""The store writer: every write of this process, applied in group commits.
+"""The store writer: every write of this process, applied in short transactions (batches).
 
-Callers hand it :class:`rinha.store.Op` values. Whatever queued while the previous batch was
-being written goes into the next one, so every request that arrived meanwhile shares one short
-transaction: durability costs one commit per batch, not one per request.
+Callers hand it :class:`rinha.store.Op` values. Durability costs one short transaction (tens of
+microseconds in SQLite's WAL mode, no fsync), never a disk flush per request; ops that need not
+be waited for share the next one.
 
 * ``await writer.write(kind, *args)`` returns once the op's batch has committed (its result),
   or raises :class:`StoreUnavailable` if that batch failed: the caller must not report success.
@@ -13,8 +13,8 @@ transaction: durability costs one commit per batch, not one per request.
   ``LINGER`` seconds to share its commit with more; an awaited op commits at once, and takes
   the lingering ones with it.
 
-Where a batch is written. When the store can commit at once (SQLite, no other process holding
-the write lock, only single-row ops), an awaited write commits on the spot, on the event loop,
+Where a batch is written. When the store can commit at once (SQLite, the write lock free or
+freed within ``_INLINE_PATIENCE``, only single-row ops), an awaited write commits on the spot, on the event loop,
 with whatever fire-and-forget ops are lingering: a few tens of microseconds, less than handing it
 to a thread and being woken back, or than waking a flusher task (measured in
 ``benchmarks/README.md``). A flusher task commits the lingering ones no awaited write took.
@@ -145,8 +145,9 @@ class StoreWriter:
                 self._queue.put(batch)
 
     def _commit_here(self, batch: list[Op], current=None) -> bool:
-        """Commit on the loop if the store can without waiting; False: the thread must. Wakes
-        the waiters of the batch but ``current``, the task committing it."""
+        """Commit on the loop if the store can without waiting longer than ``_INLINE_PATIENCE``;
+        False: the thread must. Wakes the waiters of the batch but ``current``, the task
+        committing it."""
         apply_now = getattr(self.store, "apply_now", None)
         if apply_now is None or any(op.kind not in _SMALL for op in batch):
             return False
