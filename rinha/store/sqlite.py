@@ -112,13 +112,17 @@ class SQLiteStore:
         """This thread's connection (autocommit mode; batches use explicit transactions)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+            conn = self._local.conn = self._open(busy_timeout_ms=_BUSY_TIMEOUT_MS)
+        return conn
+
+    def _open(self, busy_timeout_ms: int, check_same_thread: bool = True) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000,
+                               check_same_thread=check_same_thread)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        with self._lock:
+            self._all.append(conn)
         return conn
 
     def migrate(self) -> None:
@@ -137,15 +141,8 @@ class SQLiteStore:
         if not getattr(self._local, "napping", False):
             conn.execute("PRAGMA busy_timeout = 0")  # waits are _begin_immediate's, in short naps
             self._local.napping = True
-        if not _begin_immediate(conn, _BUSY_TIMEOUT_MS / 1000):
+        if not _transaction(conn, ops, _BUSY_TIMEOUT_MS / 1000):
             raise sqlite3.OperationalError("database is locked (another process held it too long)")
-        try:
-            for op in ops:
-                op.result = _APPLY[op.kind](conn, *op.args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def apply_now(self, ops: list[Op], patience: float = 0.0) -> bool:
         """Apply a batch in one transaction unless another connection holds the write lock for
@@ -156,23 +153,9 @@ class SQLiteStore:
         wait for the disk): whoever calls this calls :meth:`checkpoint` from another thread."""
         conn = self._now
         if conn is None:
-            conn = self._now = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA busy_timeout = 0")
+            conn = self._now = self._open(busy_timeout_ms=0, check_same_thread=False)
             conn.execute("PRAGMA wal_autocheckpoint = 0")
-            with self._lock:
-                self._all.append(conn)
-        if not _begin_immediate(conn, patience):
-            return False
-        try:
-            for op in ops:
-                op.result = _APPLY[op.kind](conn, *op.args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return True
+        return _transaction(conn, ops, patience)
 
     def checkpoint(self) -> None:
         """Copy committed pages from the WAL into the database file, without waiting for anyone."""
@@ -352,6 +335,21 @@ def _paid(conn, correlation_id, processor, requested_at, requested_at_us, paid_a
 
 def _pin(conn, correlation_id, processor, ambiguous) -> None:
     conn.execute(_PIN, (processor, int(ambiguous), correlation_id))
+
+
+def _transaction(conn: sqlite3.Connection, ops: list[Op], patience: float) -> bool:
+    """Apply ``ops`` in one write transaction; False (nothing applied) if another process held
+    the write lock for longer than ``patience`` seconds. Raises (rolled back) if an op failed."""
+    if not _begin_immediate(conn, patience):
+        return False
+    try:
+        for op in ops:
+            op.result = _APPLY[op.kind](conn, *op.args)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return True
 
 
 def _begin_immediate(conn: sqlite3.Connection, patience: float) -> bool:
