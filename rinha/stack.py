@@ -38,6 +38,8 @@ from typing import Callable
 
 import httpx
 
+from rinha.store import display
+
 #: Where ``rinha stack up`` looks for nginx after ``$RINHA_NGINX`` and ``$PATH``.
 NGINX_FALLBACK_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin")
 NGINX_HINT = "nginx not found; install it with: apt-get install nginx-light"
@@ -193,7 +195,9 @@ class Plan:
         # Each instance its own control socket: the default one (next to the shared db) is taken
         # by the first instance only.
         control = socket_path.removesuffix(".sock") + ".control.sock"
-        return _rinha("serve", "--listen", f"unix:{socket_path}", "--control", control, "--db", self.db,
+        # The database reaches the children as RINHA_DB (see Supervisor.run), not on their command
+        # line: a PostgreSQL URL may hold a password, and command lines are readable by all users.
+        return _rinha("serve", "--listen", f"unix:{socket_path}", "--control", control,
                       "--default-url", self.default_url, "--fallback-url", self.fallback_url,
                       "--roles", roles, "--lease-seconds", str(self.lease_seconds),
                       "--log-level", self.log_level)
@@ -358,7 +362,6 @@ class Supervisor:
                 return 1
             except _Stopped:
                 return 0
-            from rinha.store import display
 
             self.say(f"ready: http://localhost:{self.plan.port} (db {display(self.plan.db)}); Ctrl-C stops everything")
             return self._watch()
@@ -386,9 +389,10 @@ class Supervisor:
                 self._wait_ready(child, lambda port=port: _tcp_answers("127.0.0.1", port))
         # The schema first, in a process of its own: the instances then find it up to date and
         # never load the migration code (sqlite-utils: tens of MB each).
-        migrated = subprocess.run(_rinha("migrate", "--db", plan.db), capture_output=True, text=True)
+        os.environ["RINHA_DB"] = plan.db  # for every child: see Plan._serve
+        migrated = subprocess.run(_rinha("migrate"), capture_output=True, text=True)
         if migrated.returncode:
-            raise StackError(f"rinha migrate --db {plan.db} failed: {(migrated.stderr or migrated.stdout).strip()}")
+            raise StackError(f"rinha migrate --db {display(plan.db)} failed: {(migrated.stderr or migrated.stdout).strip()}")
         # One after the other: each would migrate the shared database on start.
         for index, path in enumerate(plan.sockets, start=1):
             child = self._start(f"api{index}", "instance", f"unix:{path}", plan.serve_command(path))
@@ -462,7 +466,7 @@ class Supervisor:
     def _write_state(self) -> None:
         """``stack.json`` in the runtime directory: who runs where (for tools and tests)."""
         state = {
-            "port": self.plan.port, "db": self.plan.db, "runtime_dir": self.plan.runtime_dir,
+            "port": self.plan.port, "db": display(self.plan.db), "runtime_dir": self.plan.runtime_dir,
             "supervisor": os.getpid(),
             "children": [{"name": c.name, "role": c.role, "pid": c.pid, "address": c.address} for c in self.children],
         }

@@ -230,6 +230,13 @@ def test_split_topology_instances_only_take_payments_and_the_worker_pays_them(st
                      children["worker"]["pid"]: "dispatch,health"}
     assert stack.query("SELECT state, COUNT(*) FROM payments GROUP BY state") == [("paid", 40)]
     assert [cid for cid in ids if processors.payment("default", cid) is None] == []
+    # The database (a PostgreSQL URL may hold a password) reaches the instances through their
+    # environment, which only their user can read, never through their command lines.
+    for child in children.values():
+        argv = Path(f"/proc/{child['pid']}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{child['pid']}/environ").read_bytes().split(b"\0")
+        assert b"--db" not in argv and stack.db.encode() not in argv, argv
+        assert f"RINHA_DB={stack.db}".encode() in environ
 
 
 @pytest.mark.slow
