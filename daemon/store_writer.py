@@ -69,6 +69,8 @@ class StoreUnavailable(Exception):
 class StoreWriter:
     def __init__(self, store: Store):
         self.store = store
+        #: The store's commit-on-the-calling-thread, if it has one (SQLite does; PostgreSQL not).
+        self._apply_now = getattr(store, "apply_now", None)
         self._queue: queue.SimpleQueue[list[Op]] = queue.SimpleQueue()
         self._token: trio.lowlevel.TrioToken | None = None
         self._thread: threading.Thread | None = None
@@ -92,7 +94,7 @@ class StoreWriter:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._flusher)
-                if hasattr(self.store, "apply_now"):
+                if self._apply_now is not None:
                     nursery.start_soon(self._checkpointer)
                 try:
                     yield self
@@ -148,11 +150,10 @@ class StoreWriter:
         """Commit on the loop if the store can without waiting longer than ``_INLINE_PATIENCE``;
         False: the thread must. Wakes the waiters of the batch but ``current``, the task
         committing it."""
-        apply_now = getattr(self.store, "apply_now", None)
-        if apply_now is None or any(op.kind not in _SMALL for op in batch):
+        if self._apply_now is None or any(op.kind not in _SMALL for op in batch):
             return False
         try:
-            if not apply_now(batch, _INLINE_PATIENCE):
+            if not self._apply_now(batch, _INLINE_PATIENCE):
                 return False
         except Exception:
             return False  # the thread retries it, and logs if it keeps failing
