@@ -7,7 +7,8 @@ import random
 import pytest
 
 from rinha.breaker import Breaker
-from rinha.policy import AUDIT_SAFE_MS, HEALTH_FRESH_MS, Deadline, FeeFirst, Latency, Signals, make_policy
+from rinha.policy import (AUDIT_SAFE_MS, HEALTH_FRESH_MS, STAMP_LEAD_ABOVE_MS, Deadline, FeeFirst, Latency, Signals,
+                          make_policy, stamp_lead_ms)
 from rinha.store.base import Health
 
 NOW = 1_000_000_000
@@ -21,6 +22,16 @@ def signals(default=(False, 0), fallback=(False, 0), open_default=False, open_fa
             "fallback": Health("fallback", fallback[0], fallback[1], NOW - age_ms),
         },
     )
+
+
+def test_stamp_leads_by_the_expected_delay_only_once_it_is_long():
+    assert stamp_lead_ms(0) == 0
+    assert stamp_lead_ms(100) == 0
+    assert stamp_lead_ms(STAMP_LEAD_ABOVE_MS) == 0
+    # an attempt waiting 600 ms (a delay rising to 2 s) already moves the next stamp: sent now and
+    # filed 2 s later, it lands 1.4 s in the past, inside the audit's 1.5 s margin
+    assert stamp_lead_ms(600.7) == 600
+    assert stamp_lead_ms(2000) == 2000
 
 
 def test_fee_first_always_default():

@@ -11,7 +11,7 @@ import pytest
 from tests.support.engines import both_engines, query
 from tests.support.load import PaymentStream
 from tests.support.wait import wait_until
-from tests.support.scenario import run_stages, settle
+from tests.support.scenario import run_stages, settle, worst_filing_delay
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +26,8 @@ def test_contest_stages_under_deadline_use_fallback_only_while_default_fails(dae
         stream.stop()
     assert stream.failed == [] and mismatches == []
     paid = settle(daemon, processors, stream.accepted)
+    # no payment was filed so far in the past that an audit could have caught one side without it
+    assert worst_filing_delay(daemon)[0] < 1500, worst_filing_delay(daemon)
     assert paid["fallback"], "the fallback should have paid some payments while default was failing"
     assert len(paid["default"]) > len(paid["fallback"])
 
