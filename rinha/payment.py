@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from rinha.money import AmountError, parse_cents
+from rinha.money import MAX_AMOUNT_CENTS, AmountError, parse_cents
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAX_DEPTH_HINT = 32
@@ -28,8 +28,32 @@ class Payment:
     amount_cents: int
 
 
+#: The body every client of the contest sends (``JSON.stringify`` of the two fields, in this
+#: order): a valid UUID and a JSON number with at most two decimals, JSON whitespace only.
+#: A body of this shape means exactly what the JSON path would make of it, so it skips the
+#: decoder and ``Decimal`` (a third of the parse); anything else takes the JSON path.
+_CANONICAL = re.compile(
+    rb'[ \t\n\r]*\{[ \t\n\r]*"correlationId"[ \t\n\r]*:[ \t\n\r]*'
+    rb'"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"'
+    rb'[ \t\n\r]*,[ \t\n\r]*"amount"[ \t\n\r]*:[ \t\n\r]*(0|[1-9][0-9]{0,11})(?:\.([0-9]{1,2}))?'
+    rb'[ \t\n\r]*\}[ \t\n\r]*'
+)
+
+
 def parse_payment(body: bytes) -> Payment:
     """Validate a body ``{"correlationId": "<uuid>", "amount": 19.90}``; raise PaymentError."""
+    canonical = _CANONICAL.fullmatch(body)
+    if canonical is not None:
+        uuid, whole, fraction = canonical.groups()
+        cents = int(whole) * 100 + (int(fraction.ljust(2, b"0")) if fraction else 0)
+        if 0 < cents <= MAX_AMOUNT_CENTS:
+            return Payment(uuid.decode().lower(), cents)
+        # out of range: the JSON path words the error
+    return _parse_json(body)
+
+
+def _parse_json(body: bytes) -> Payment:
+    """The general path: any JSON encoding, key order and number form."""
     if not body:
         raise PaymentError("body", "request body is empty; expected a JSON object")
     if body.count(b"[") + body.count(b"{") > _MAX_DEPTH_HINT:

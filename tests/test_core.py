@@ -5,10 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rinha.clock import InstantError, iso_from_ms, iso_from_us, parse_instant_us
 from rinha.money import MAX_AMOUNT_CENTS, AmountError, format_cents, parse_cents
-from rinha.payment import PaymentError, parse_payment
+from rinha.payment import _CANONICAL, PaymentError, _parse_json, parse_payment
 from rinha.store.base import ACCEPT, CLAIM, DEAD, LEASE, PAID, PIN, RELEASE, RENEW
 from tests.support.engines import ENGINES, apply, migrated_store
 
@@ -51,6 +53,44 @@ def test_payment_lower_cases_the_id():
     with pytest.raises(PaymentError) as info:
         parse_payment(b'{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":"19.90"}')
     assert info.value.field == "amount"
+
+
+def _outcome(parse, body: bytes):
+    try:
+        return parse(body)
+    except PaymentError as exc:
+        return ("error", exc.field, exc.message)
+
+
+_JSON_SPACE = st.text(alphabet=" \t\n\r", max_size=2)
+_NEAR_SPACE = st.sampled_from(["", " ", "\x0b", "\x0c", "\u00a0"])  # not JSON whitespace
+_IDS = st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()),
+                 st.sampled_from(["", "not-a-uuid", "4a7901b87d264d9daa194dc1c7cf60b3",
+                                  "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b", "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3z"]))
+_AMOUNTS = st.one_of(
+    st.decimals(min_value=0, max_value=10**10, places=2).map(str),
+    st.sampled_from(["0", "00", "01", "0.0", "0.01", "1.", ".5", "19.9", "19.90", "19.900", "19.901", "-1",
+                     "1e2", "1E-2", "999999999.99", "1000000000.00", "1000000000.01", "9999999999999",
+                     "\"19.90\"", "true", "null", "NaN", "Infinity", "[1]"]))
+
+
+@given(space=st.lists(st.one_of(_JSON_SPACE, _NEAR_SPACE), min_size=8, max_size=8), cid=_IDS, amount=_AMOUNTS,
+       swapped=st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_the_canonical_fast_path_means_what_the_json_path_means(space, cid, amount, swapped):
+    """Whatever the body, the shortcut for the usual shape answers exactly what full JSON parsing does."""
+    a, b, c, d, e, f, g, h = space
+    fields = [f'{b}"correlationId"{c}:{d}"{cid}"', f'{e}"amount"{f}:{g}{amount}']
+    if swapped:
+        fields.reverse()
+    body = f"{a}{{{fields[0]},{fields[1]}{h}}}{a}".encode()
+    assert _outcome(parse_payment, body) == _outcome(_parse_json, body)
+
+
+def test_the_canonical_fast_path_takes_the_contest_body():
+    body = b'{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":19.9}'
+    assert _CANONICAL.fullmatch(body) is not None
+    assert parse_payment(body).amount_cents == 1990
 
 
 @pytest.fixture(params=ENGINES)
