@@ -31,10 +31,10 @@ class Payment:
 #: The body every client of the contest sends (``JSON.stringify`` of the two fields, in this
 #: order): a valid UUID and a JSON number with at most two decimals, JSON whitespace only.
 #: A body of this shape means exactly what the JSON path would make of it, so it skips the
-#: decoder and ``Decimal`` (a third of the parse); anything else takes the JSON path.
+#: decoder and ``Decimal`` (4.2 -> 1.6 µs); anything else takes the JSON path.
 _CANONICAL = re.compile(
     rb'[ \t\n\r]*\{[ \t\n\r]*"correlationId"[ \t\n\r]*:[ \t\n\r]*'
-    rb'"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"'
+    rb'"(' + _UUID.pattern.encode() + rb')"'
     rb'[ \t\n\r]*,[ \t\n\r]*"amount"[ \t\n\r]*:[ \t\n\r]*(0|[1-9][0-9]{0,11})(?:\.([0-9]{1,2}))?'
     rb'[ \t\n\r]*\}[ \t\n\r]*'
 )
