@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.engines import both_engines, query
 from tests.support.load import PaymentStream
-from tests.support.scenario import audit, run_stages, settle, worst_filing_delay
+from tests.support.scenario import audit, explain, run_stages, settle, worst_filing_delay
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -96,3 +96,23 @@ def test_payments_purged_while_waiting_are_never_paid(daemon_factory, processors
     assert [cid for cid in purged if processors.payment("default", cid)] == []
     assert processors.summary("default")["totalRequests"] == 1
     assert daemon.summary()["default"] == {"totalRequests": 1, "totalAmount": 2.0}
+
+
+def test_a_failed_audit_names_the_payment_the_sides_count_differently(daemon_factory, processors):
+    """The diagnostic a disagreeing audit prints must name what differs, and only that."""
+    daemon = daemon_factory()
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    for cid in ids:
+        assert daemon.post('{"correlationId":"%s","amount":1.00}' % cid).status_code == 202
+    wait_until(lambda: daemon.summary()["default"]["totalRequests"] == 3, timeout=10, what="3 recorded")
+    window = ("2026-01-01T00:00:00.000Z", "2099-01-01T00:00:00.000Z")
+    assert explain(daemon, processors, window) == []
+    # one of them paid a second time, at the fallback, behind the daemon's back
+    assert httpx.post(processors.fallback_url + "/payments", timeout=10, json={
+        "correlationId": ids[1], "amount": 1.00, "requestedAt": "2026-06-01T00:00:00.000Z"}).status_code == 200
+    (differing,) = explain(daemon, processors, window)
+    assert differing["id"] == ids[1]
+    assert differing["ours"][:2] == ("paid", "default")
+    assert differing["theirs"]["default"] and differing["theirs"]["fallback"] == "2026-06-01T00:00:00"
+    # a window that ends before the fallback's stamp: the sides agree again
+    assert explain(daemon, processors, (window[0], "2026-05-31T23:59:59.999Z")) == []

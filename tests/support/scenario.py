@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
+from rinha.clock import parse_instant_us
 from tests.support.engines import query
 from tests.support.wait import wait_until
 
@@ -47,18 +48,19 @@ def worst_filing_delay(daemon) -> tuple[int, str, str]:
 
 def explain(daemon, processors, window: tuple[str, str]) -> list:
     """The payments one side counts in ``window`` and the other does not, each with our row and
-    attempts (as read now, just after the audit that disagreed): what a failed audit needs to say."""
-    low, high = window
+    attempts (as read now, just after the audit that disagreed): what a failed audit needs to say.
+    Only payments this store has a row for are looked up (the processors cannot list theirs)."""
+    low, high = (parse_instant_us(bound) for bound in window)
 
-    def inside(stamp: str | None) -> bool:
-        return stamp is not None and low <= stamp.rstrip("Z")[:23] + "Z" <= high
+    def inside(stamp: str | None) -> bool:  # ours ends in Z; a processor's does not, and has 7 digits
+        return stamp is not None and low <= parse_instant_us(stamp) <= high
 
     rows = query(daemon.db, "SELECT correlation_id, state, processor, requested_at, accepted_at_ms, paid_at_ms "
                             "FROM payments")
     differing = []
     for cid, state, processor, requested_at, *times in rows:
         held = {name: processors.payment(name, cid) for name in ("default", "fallback")}
-        theirs = [name for name, found in held.items() if found and inside(found["requestedAt"] + "Z")]
+        theirs = [name for name, found in held.items() if found and inside(found["requestedAt"])]
         ours = [processor] if state == "paid" and inside(requested_at) else []
         if ours != theirs:
             attempts = query(daemon.db, "SELECT processor, requested_at, outcome, status, latency_ms, at_ms "
