@@ -372,11 +372,22 @@ class Dispatcher:
             await trio.sleep(self.lease_ms / 3000)
             self.writer.write_nowait(RENEW, self.instance, now_ms() + self.lease_ms)
 
+    def _maybe_claimable(self, now: int) -> bool:
+        """False only if the store says at once that nothing is claimable (a cheap read, where
+        the store has one): the claim, a write, is then not worth making."""
+        claimable_now = getattr(self.store, "claimable_now", None)
+        if claimable_now is None:
+            return True
+        try:
+            return claimable_now(now)
+        except Exception:  # a store fault: let the claim meet it and report it
+            return True
+
     async def _claim_loop(self) -> None:
         """Adopt pending payments nobody owns (api-only instances) or whose owner died."""
         while True:
-            if self.queued < self.concurrency * 4:
-                now = now_ms()
+            now = now_ms()
+            if self.queued < self.concurrency * 4 and self._maybe_claimable(now):
                 try:
                     claimed = await self.writer.write(CLAIM, self.instance, now, now + self.lease_ms, _CLAIM_BATCH)
                 except StoreUnavailable:

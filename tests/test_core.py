@@ -149,6 +149,30 @@ def test_claims_and_leases(store):
     assert [(c.correlation_id, c.pinned, c.ambiguous) for c in claimed] == [("mine", None, False)]
 
 
+def test_the_cheap_claimable_read_agrees_with_the_claim(tmp_path):
+    """The dispatcher skips a claim when this read says nothing is claimable: it must never say
+    so while a claim would take something."""
+    store = migrated_store(str(tmp_path / "s.db"))
+    try:
+        def agree(owner, now):
+            before = store.claimable_now(now)
+            claimed = apply(store, CLAIM, owner, now, now + 1000, 10)
+            assert before == bool(claimed), (now, claimed)
+            return [c.correlation_id for c in claimed]
+
+        assert agree("B", 0) == []  # empty store
+        apply(store, ACCEPT, "mine", 1, 1, "A", 1000)
+        apply(store, ACCEPT, "paid", 1, 1, None, 0)
+        apply(store, PAID, "paid", "default", "t", 5, 6, 1)
+        assert agree("B", 999) == []  # A's lease holds; the paid one is never claimable
+        apply(store, ACCEPT, "free", 1, 1, None, 0)
+        assert agree("B", 999) == ["free"]
+        assert agree("C", 1000) == []  # B now holds "free" until 1999; A's lease ends at 1000
+        assert agree("C", 1001) == ["mine"]
+    finally:
+        store.close()
+
+
 def test_a_payment_adopted_from_a_dead_owner_is_ambiguous_where_it_was_bound(store):
     apply(store, ACCEPT, "at-default", 1, 1, "A", 1000)
     apply(store, ACCEPT, "at-fallback", 1, 1, "A", 1000)

@@ -76,6 +76,7 @@ _CLAIM = (
     " ORDER BY lease_until_ms LIMIT ?) "
     "RETURNING correlation_id, amount_cents, pinned, ambiguous, accepted_at_ms"
 )
+_CLAIMABLE = "SELECT 1 FROM payments WHERE state = 'pending' AND lease_until_ms < ? LIMIT 1"
 _LEASE = (
     "INSERT INTO leases (name, holder, until_ms) VALUES (?, ?, ?) "
     "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms "
@@ -151,11 +152,23 @@ class SQLiteStore:
 
         Its connection never checkpoints on commit (a checkpoint writes the database file and may
         wait for the disk): whoever calls this calls :meth:`checkpoint` from another thread."""
+        return _transaction(self._loop_connection(), ops, patience)
+
+    def claimable_now(self, now_ms: int) -> bool:
+        """Is any payment claimable (pending, its lease run out or never taken)? A read on the
+        calling thread (the event loop's, as :meth:`apply_now`): it never waits for a writer.
+
+        The claim itself is a write transaction on the writer thread, and a dispatcher polls 20
+        times a second: asking first took an idle daemon from 1.7 to 1.2 % of a CPU."""
+        return self._loop_connection().execute(_CLAIMABLE, (now_ms,)).fetchone() is not None
+
+    def _loop_connection(self) -> sqlite3.Connection:
+        """The connection of :meth:`apply_now` and :meth:`claimable_now`."""
         conn = self._now
         if conn is None:
             conn = self._now = self._open(busy_timeout_ms=0, check_same_thread=False)
             conn.execute("PRAGMA wal_autocheckpoint = 0")
-        return _transaction(conn, ops, patience)
+        return conn
 
     def checkpoint(self) -> None:
         """Copy committed pages from the WAL into the database file, without waiting for anyone."""
