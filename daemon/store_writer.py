@@ -43,8 +43,10 @@ _STOP = [Op("stop", ())]
 _RETRY_PAUSE = 0.05
 #: Seconds without a failed write before the store counts as recovered.
 _RECOVERED_AFTER = 1.0
-#: How long fire-and-forget ops wait for company before committing alone (seconds).
-LINGER = 0.002
+#: How long fire-and-forget ops wait for company before committing alone (seconds). An awaited
+#: write (an accepted payment) usually takes them with it first: at 550 payments/s, 2 ms let half
+#: of them commit alone (1.16 commits per payment); 10 ms, almost none (1.02).
+LINGER = 0.010
 #: After shutdown was asked, unwritten ops are retried this long; the payments they concern stay
 #: pending in the store and are settled on the next start (a resend meets the processor's 422).
 _SHUTDOWN_RETRY_SECONDS = 5.0
@@ -115,6 +117,8 @@ class StoreWriter:
             # Commit now, with the fire-and-forget ops lingering: no task switch at all.
             batch, self._pending = self._pending, []
             if self._commit_here(batch, op.waiter):
+                if len(batch) > 1:
+                    self._urgent.set()  # the flusher's lingering ops are written: no timer wake-up for it
                 return op.result
             self._offloaded += 1
             self._queue.put(batch)
