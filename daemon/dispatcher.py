@@ -27,7 +27,11 @@ payment's own row tells.
 Leases: the payments this instance owns are renewed every third of the lease; on shutdown they
 are released so that another instance adopts them at once. A payment adopted from an instance
 that died (its lease ran out) may have had an attempt in flight: it is adopted as ambiguous at
-the processor it was bound to (the store's claim marks it so).
+the processor it was bound to (the store's claim marks it so). An instance that stalls (stopped,
+frozen) past its lease may find, once it runs again, that another instance adopted its payments
+and moved some elsewhere: it sends nothing it has not confirmed as still its own since the stall
+(``_lease_holds``, asked again just before the first byte leaves). What no client can close is a
+stall in the few microseconds between that check and the send itself.
 
 Shutdown (``drain``): no attempt starts any more; attempts in flight run to their answer for up
 to the grace period, and one still unanswered then is pinned ambiguous before it is dropped.
@@ -64,7 +68,7 @@ class Job:
     """A payment being paid by this process."""
 
     __slots__ = ("correlation_id", "amount_cents", "accepted_at_ms", "pinned", "ambiguous", "ambiguous_at_ms", "attempts",
-                 "purge_checked_ms")
+                 "purge_checked_ms", "lease_epoch")
 
     def __init__(self, correlation_id: str, amount_cents: int, accepted_at_ms: int, pinned: str | None = None,
                  ambiguous: bool = False):
@@ -78,6 +82,8 @@ class Job:
         self.attempts = 0
         #: The purge this job was last checked against (its row was still there).
         self.purge_checked_ms = 0
+        #: The dispatcher's lease epoch when this payment was last known to be its own.
+        self.lease_epoch = 0
 
 
 class Dispatcher:
@@ -112,6 +118,11 @@ class Dispatcher:
         self._send_deadline = math.inf
         self._work: trio.CancelScope | None = None
         self._stopped = trio.Event()
+        #: When the latest lease renewal started (monotonic), and how many times the leases were
+        #: found lapsed (the process stalled): see ``_lease_holds``.
+        self._renewed_at = time.monotonic()
+        self._lease_epoch = 0
+        self._renewing = trio.Lock()
         self.paid = 0
         self.dead = 0
         self.attempts = 0
@@ -123,6 +134,7 @@ class Dispatcher:
     def submit(self, job: Job) -> None:
         """Hand over a payment that this instance owns (committed with ``owner`` = instance)."""
         self._active.add(job.correlation_id)
+        job.lease_epoch = self._lease_epoch
         self._send.send_nowait(job)
 
     def purged(self, at_ms: int) -> None:
@@ -149,6 +161,7 @@ class Dispatcher:
         try:
             async with trio.open_nursery() as nursery:
                 self._work = nursery.cancel_scope
+                self._renewed_at = time.monotonic()  # the leases written from now on run from now
                 if self.draining:  # a signal came before this started: stop at once
                     nursery.cancel_scope.cancel()
                 for _ in range(self.concurrency * len(self.processors)):
@@ -223,6 +236,14 @@ class Dispatcher:
                 continue  # waited as long as the policy's choice holds: ask it again
             if self.draining:
                 return  # handed back when run() ends
+            if not self._lease_holds(job):
+                ours = await self._still_ours(job)
+                if ours is None:
+                    await trio.sleep(_STORE_RETRY * random.uniform(0.5, 1.5))
+                    continue
+                if not ours:
+                    self._lost(job)
+                    return
             if (job.accepted_at_ms < self.purged_at_ms and job.purge_checked_ms < self.purged_at_ms
                     and await self._was_purged(job)):
                 return  # paying it now would put at the processor what the store no longer has
@@ -233,7 +254,8 @@ class Dispatcher:
                 self._sending.add(sending)
                 try:
                     attempt = await self.processors[name].pay(job.correlation_id, job.amount_cents,
-                                                              stamp_lead_ms(self._expected_delay_ms(name)))
+                                                              stamp_lead_ms(self._expected_delay_ms(name)),
+                                                              guard=lambda: self._lease_holds(job))
                 finally:
                     self._sending.discard(sending)
                     del outstanding[job.correlation_id]
@@ -241,6 +263,8 @@ class Dispatcher:
                 # Cut at the end of the grace period: the processor may still store it.
                 self.writer.write_nowait(PIN, job.correlation_id, name, True)
                 return
+            if attempt.outcome is Outcome.NOT_SENT and not self._lease_holds(job):
+                continue  # withdrawn at the last moment (this process stalled): not the processor's failure
             if attempt.status:
                 self.observed_ms[name] = attempt.seconds * 1000
             job.attempts += 1
@@ -370,7 +394,52 @@ class Dispatcher:
     async def _renew_leases(self) -> None:
         while True:
             await trio.sleep(self.lease_ms / 3000)
-            self.writer.write_nowait(RENEW, self.instance, now_ms() + self.lease_ms)
+            async with self._renewing:
+                await self._renew()
+
+    async def _renew(self) -> None:
+        """Extend the leases of every pending payment this instance owns (those another instance
+        adopted meanwhile stay with it). If they had lapsed (this process stalled), start a new
+        lease epoch: a payment of an earlier epoch is checked in the store before it is sent."""
+        started = time.monotonic()
+        try:
+            await self.writer.write(RENEW, self.instance, now_ms() + self.lease_ms)
+        except StoreUnavailable:
+            return  # the leases may run out: _lease_holds says so in time
+        if started - self._renewed_at > self._lease_trust:
+            self._lease_epoch += 1
+        self._renewed_at = started
+
+    @property
+    def _lease_trust(self) -> float:
+        """Seconds after a renewal during which this instance trusts its leases. Renewals come
+        every third of the lease: two thirds leave a third for a slow renewal and another
+        for clocks that disagree between hosts."""
+        return self.lease_ms * 2 / 3000
+
+    def _lease_holds(self, job: Job) -> bool:
+        """May this process send ``job`` now without asking the store? Not if its leases may
+        have run out (no renewal for too long: the process stalled), nor if the payment dates
+        from before a lapse: another instance may have adopted it meanwhile."""
+        return job.lease_epoch == self._lease_epoch and time.monotonic() - self._renewed_at < self._lease_trust
+
+    async def _still_ours(self, job: Job) -> bool | None:
+        """After a stall: renew the leases, then ask the store whether ``job`` is still ours
+        (adopted before the renewal, its owner is the adopter; after it, it could not be).
+        None: the store could not tell (renewal or read failed)."""
+        async with self._renewing:
+            if time.monotonic() - self._renewed_at >= self._lease_trust:
+                await self._renew()
+        if time.monotonic() - self._renewed_at >= self._lease_trust:
+            return None
+        try:
+            row = await trio.to_thread.run_sync(self.store.payment, job.correlation_id)
+        except Exception:
+            return None
+        if row is None or row["owner"] != self.instance or row["state"] != "pending":
+            return False
+        job.lease_epoch = self._lease_epoch
+        return True
 
     def _maybe_claimable(self, now: int) -> bool:
         """False only if the store says at once that nothing is claimable (a cheap read, where

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rinha.clock import iso_from_ms, iso_from_us, now_ms, parse_instant_us, InstantError
@@ -65,9 +66,10 @@ class Processor:
         # Everything before the Content-Length value, built once.
         self._head = probe[: probe.index(b"Content-Length: ") + len(b"Content-Length: ")]
 
-    async def pay(self, correlation_id: str, amount_cents: int, lead_ms: int = 0) -> Attempt:
+    async def pay(self, correlation_id: str, amount_cents: int, lead_ms: int = 0,
+                  guard: Callable[[], bool] | None = None) -> Attempt:
         """Send one attempt, stamped with ``requestedAt`` = now + ``lead_ms`` (ms, UTC; see
-        ``rinha.policy.stamp_lead_ms``)."""
+        ``rinha.policy.stamp_lead_ms``). ``guard``: see :meth:`rinha.http.client.Pool.send`."""
         stamp_ms = now_ms() + lead_ms
         requested_at = iso_from_ms(stamp_ms)
         body = b'{"correlationId":"%s","amount":%s,"requestedAt":"%s"}' % (
@@ -75,7 +77,7 @@ class Processor:
         raw = self._head + b"%d\r\n\r\n" % len(body) + body
         started = time.monotonic()
         try:
-            reply = await self.pool.send(raw, self.timeout)
+            reply = await self.pool.send(raw, self.timeout, guard=guard)
         except NotSent as exc:
             return Attempt(Outcome.NOT_SENT, requested_at, stamp_ms * 1000, 0, time.monotonic() - started, str(exc))
         except Ambiguous as exc:

@@ -58,3 +58,42 @@ def test_a_stalled_instance_does_not_move_payments_another_instance_adopted(daem
     held = sum(processors.summary(name)["totalRequests"] for name in ("default", "fallback"))
     ours = adopter.summary()
     assert held == ours["default"]["totalRequests"] + ours["fallback"]["totalRequests"] == len(ids)
+
+
+def test_an_instance_stalled_between_binding_and_sending_does_not_send_what_another_adopted(daemon_factory, processors):
+    """The stalled instance bound a payment to the fallback and waits for a connection there
+    when it stops. Another instance adopts it, and after the unpin delay (30 s) with a 404 at
+    the fallback, pays it at the default. Once resumed, the stalled instance must withdraw its
+    send (its leases lapsed): sending would pay it a second time, at the fallback."""
+    options = ("--policy", "latency", "--health-interval", "1", "--lease-seconds", "1", "--no-control",
+               "--concurrency", "1")
+    stalled = daemon_factory(*options)
+    adopter = daemon_factory(*options)
+    processors.set("default", failure=True)
+    processors.set("fallback", delay=3000)
+    wait_until(lambda: query(stalled.db, "SELECT COUNT(*) FROM processor_health WHERE processor = 'default' "
+                                         "AND failing = 1")[0][0] == 1, timeout=15, what="default seen failing")
+    first, waiting = str(uuid.uuid4()), str(uuid.uuid4())
+    for cid in (first, waiting):
+        assert stalled.post('{"correlationId":"%s","amount":1.00}' % cid).status_code == 202
+    # one attempt at the fallback in flight (3 s), the other bound there and waiting for the connection
+    wait_until(lambda: query(stalled.db, "SELECT COUNT(*) FROM payments WHERE pinned = 'fallback'")[0][0] == 2
+               and processors.in_flight("fallback") == 1, timeout=20, what="both bound to the fallback, one sent")
+    os.kill(stalled.service.pid, signal.SIGSTOP)
+    try:
+        processors.set("default", failure=False)
+        processors.set("fallback", delay=0, failure=True)  # so the adopter pays `waiting` at the default
+        wait_until(lambda: processors.payment("default", waiting) is not None, timeout=90,
+                   what="the adopter paying it at the default after the unpin delay")
+        processors.set("fallback", failure=False)  # a send from the stalled instance would now succeed
+    finally:
+        os.kill(stalled.service.pid, signal.SIGCONT)
+    withdrawn = f"payment {waiting} was adopted by another instance"
+    wait_until(lambda: withdrawn in stalled.service.log_text() or processors.payment("fallback", waiting),
+               timeout=30, what="the resumed instance dropping the payment (or sending it)")
+    assert processors.payment("fallback", waiting) is None, "paid at both processors"
+    wait_until(lambda: query(stalled.db, "SELECT COUNT(*) FROM payments WHERE state = 'pending'")[0][0] == 0,
+               timeout=60, what="every payment paid")
+    held = sum(processors.summary(name)["totalRequests"] for name in ("default", "fallback"))
+    ours = adopter.summary()
+    assert held == ours["default"]["totalRequests"] + ours["fallback"]["totalRequests"] == 2

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import socket as stdsocket
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -177,8 +178,12 @@ class Pool:
         lines.append(body)
         return b"".join(lines)
 
-    async def send(self, raw: bytes, timeout: float, head_request: bool = False) -> Reply:
-        """Send one pre-built request and read its reply within ``timeout`` seconds."""
+    async def send(self, raw: bytes, timeout: float, head_request: bool = False,
+                   guard: Callable[[], bool] | None = None) -> Reply:
+        """Send one pre-built request and read its reply within ``timeout`` seconds.
+
+        ``guard``, if given, is asked once a connection is ready, just before the first byte
+        leaves (after every wait): False withdraws the request (:class:`NotSent`)."""
         slots = self._slots
         try:
             slots.acquire_nowait()  # the usual case; the request's own wait is the checkpoint
@@ -196,6 +201,9 @@ class Pool:
                 conn = await self._connect()
             reusable = False
             try:
+                if guard is not None and not guard():
+                    reusable = True
+                    raise NotSent("withdrawn before sending")
                 with trio.move_on_after(timeout) as scope:
                     try:
                         await conn.wire.send_all(raw)
