@@ -96,6 +96,10 @@ class Dispatcher:
         self.instance = instance
         self.concurrency = concurrency
         self.lease_ms = int(lease_seconds * 1000)
+        #: Seconds after a renewal during which this instance trusts its leases. Renewals come
+        #: every third of the lease: two thirds leave a third for a slow renewal and another for
+        #: clocks that disagree between hosts.
+        self._lease_trust = lease_seconds * 2 / 3
         self.max_age_ms = int(max_age * 1000)
         self.unpin_after_ms = int(unpin_after * 1000)
         self.signals = Signals()
@@ -409,13 +413,6 @@ class Dispatcher:
         if started - self._renewed_at > self._lease_trust:
             self._lease_epoch += 1
         self._renewed_at = started
-
-    @property
-    def _lease_trust(self) -> float:
-        """Seconds after a renewal during which this instance trusts its leases. Renewals come
-        every third of the lease: two thirds leave a third for a slow renewal and another
-        for clocks that disagree between hosts."""
-        return self.lease_ms * 2 / 3000
 
     def _lease_holds(self, job: Job) -> bool:
         """May this process send ``job`` now without asking the store? Not if its leases may
