@@ -1,10 +1,11 @@
 /**
- * profiles/lib/harness.js: what spike.js, long-outage.js and soak.js share (k6 v1.1.0).
+ * profiles/lib/harness.js: what every profile (contest.js, spike.js, long-outage.js, soak.js)
+ * shares (k6 v1.1.0).
  *
- * The same moving parts as contest.js (see its header), made parametric: a profile gives its
- * name, its VU schedule (k6 ramping-vus stages), its processor stages (absolute seconds from the
- * start) and its audit period; the harness gives back every function k6 needs, which the profile
- * re-exports:
+ * The contest's moving parts (contest.js's header describes them and the JSON summary), made
+ * parametric: a profile gives its name, its VU schedule (k6 ramping-vus stages), its processor
+ * stages (absolute seconds from the start) and its audit period; the harness gives back every
+ * function k6 needs, which the profile re-exports:
  *
  *   setup             random admin token on both processors (from PROCESSOR_TOKEN), purge both,
  *                     delay 0 / failure false, ask the backend to purge (failure ignored).
@@ -112,8 +113,12 @@ const ZERO_BACKEND_SUMMARY = {
  *   vuStages     the payments scenario's ramping-vus stages ({target, duration: seconds})
  *   stages       processor stages: [{at: seconds, default: {delay, failure}, fallback: {...}}]
  *   auditSeconds the audit period
+ *   gracefulRampDown   k6's, for the payments scenario (default 3 s: see below)
+ *   auditOutlastsTest  the last audit's pause runs its full period even past the test's end,
+ *                      delaying teardown (the contest's script does; default: it is cut short)
  */
-export function profile({ name, params, startVUs, vuStages, stages, auditSeconds }) {
+export function profile({ name, params, startVUs, vuStages, stages, auditSeconds, gracefulRampDown = "3s",
+                          auditOutlastsTest = false }) {
   const testSeconds = vuStages.reduce((total, stage) => total + stage.duration, 0);
   const finalWindowSeconds = testSeconds + 10;
   const maxVUs = Math.max(startVUs, ...vuStages.map((stage) => stage.target));
@@ -177,10 +182,10 @@ export function profile({ name, params, startVUs, vuStages, stages, auditSeconds
         exec: "payments",
         startVUs,
         stages: vuStages.map((stage) => ({ target: stage.target, duration: ms(stage.duration) })),
-        // A VU removed by a ramp-down finishes its iteration (a payment in flight, ≤ 1.5 s, then
-        // the 1 s sleep): interrupted, its payment could be accepted by the backend yet counted by
-        // k6 neither accepted nor rejected, which would show as "more recorded than accepted".
-        gracefulRampDown: "3s",
+        // 3 s: a VU removed by a ramp-down finishes its iteration (a payment in flight, ≤ 1.5 s,
+        // then the 1 s sleep): interrupted, its payment could be accepted by the backend yet
+        // counted by k6 neither accepted nor rejected ("more recorded than accepted").
+        gracefulRampDown,
       },
       processor_stages: {
         executor: "per-vu-iterations",
@@ -263,7 +268,7 @@ export function profile({ name, params, startVUs, vuStages, stages, auditSeconds
     }
     // The next audit, or the end of the test if it comes first (a short run is not prolonged).
     const left = exec.scenario.startTime + testSeconds * 1000 - Date.now();
-    sleep(Math.max(0, Math.min(auditSeconds * 1000, left)) / 1000);
+    sleep((auditOutlastsTest ? auditSeconds * 1000 : Math.max(0, Math.min(auditSeconds * 1000, left))) / 1000);
   }
 
   async function teardown(data) {
@@ -295,9 +300,7 @@ export function profile({ name, params, startVUs, vuStages, stages, auditSeconds
       name, params, maxVUs, testSeconds, finalWindowSeconds,
     });
     const json = JSON.stringify(summary, null, 2) + "\n";
-    const text = `\n${name} profile: ${maxVUs} VUs max, ${testSeconds} s against ${TARGET}: ` +
-      `${summary.payments.accepted} accepted, p99 ${summary.http.p99 === null ? "n/a" : summary.http.p99.toFixed(2)} ms, ` +
-      `${summary.inconsistencies} inconsistencies\n`;
+    const text = textSummary(summary, params);
     return SUMMARY_PATH ? { stdout: text, [SUMMARY_PATH]: json } : { stdout: text + json };
   }
 
@@ -306,6 +309,39 @@ export function profile({ name, params, startVUs, vuStages, stages, auditSeconds
 
 // ---------------------------------------------------------------------------------------------
 // Summary (contest.js's shape)
+
+const fmtMs = (value) => (value === null ? "n/a" : `${value.toFixed(2)} ms`);
+
+/** The human summary; ``params`` (the profile's own) are shown as their variables, NAME=value. */
+function textSummary(s, params) {
+  const recorded = s.backend.default.totalRequests + s.backend.fallback.totalRequests;
+  const lag = s.payments.accepted - recorded;
+  const own = Object.entries(params).map(([key, value]) => `${key.toUpperCase()}=${value}`).join(", ");
+  const lines = [
+    "",
+    `${s.profile} profile: ${s.params.max_requests} VUs max, ${s.params.test_seconds} s ` +
+      `${own ? `(${own}) ` : ""}against ${s.params.target}`,
+    `  payments    accepted ${s.payments.accepted}, rejected ${s.payments.rejected} ` +
+      `(${s.http.failed_payments} without a response)`,
+    `  latency     p50 ${fmtMs(s.http.p50)}  p90 ${fmtMs(s.http.p90)}  p99 ${fmtMs(s.http.p99)}  ` +
+      `max ${fmtMs(s.http.max)}  over ${s.http.count} of ${s.http.all.count} requests`,
+    `  backend     default ${s.backend.default.totalRequests} (${s.backend.default.totalAmount}), ` +
+      `fallback ${s.backend.fallback.totalRequests} (${s.backend.fallback.totalAmount})`,
+    `  processors  default ${s.processors.default.totalRequests} (${s.processors.default.totalAmount}), ` +
+      `fallback ${s.processors.fallback.totalRequests} (${s.processors.fallback.totalAmount})`,
+    `  lag         ${lag}${lag < 0 ? "  (more recorded than accepted: disqualified)" : ""}`,
+    `  audits      ${s.audit.checks} checks, ${s.inconsistencies} inconsistencies` +
+      (s.audit.per_processor !== s.inconsistencies ? ` (${s.audit.per_processor} counting per processor)` : ""),
+  ];
+  if (s.errors.admin || s.errors.backend_summary) {
+    lines.push(`  errors      ${s.errors.admin} admin-API calls failed, ${s.errors.backend_summary} backend summaries failed`);
+  }
+  lines.push(
+    SUMMARY_PATH ? `  summary     ${SUMMARY_PATH} (score it: python -m rinha.score ${SUMMARY_PATH})` : "",
+    "",
+  );
+  return lines.join("\n");
+}
 
 function metric(data, metricName, stat) {
   const value = data.metrics[metricName]?.values?.[stat];
