@@ -24,14 +24,21 @@ def query(db: str, sql: str, *args):
         return conn.execute(sql, args).fetchall()
 
 
-def test_a_stalled_instance_does_not_move_payments_another_instance_adopted(daemon_factory, processors):
-    options = ("--policy", "latency", "--health-interval", "1", "--lease-seconds", "1", "--no-control")
+def two_instances_default_failing(daemon_factory, processors, fallback_delay: int, *extra: str):
+    """The instance that will stall and the one that will adopt its payments (1 s leases), once
+    they see the default failing (the fallback at ``fallback_delay`` ms)."""
+    options = ("--policy", "latency", "--health-interval", "1", "--lease-seconds", "1", "--no-control", *extra)
     stalled = daemon_factory(*options)
     adopter = daemon_factory(*options)
     processors.set("default", failure=True)
-    processors.set("fallback", delay=300)
+    processors.set("fallback", delay=fallback_delay)
     wait_until(lambda: query(stalled.db, "SELECT COUNT(*) FROM processor_health WHERE processor = 'default' "
                                          "AND failing = 1")[0][0] == 1, timeout=15, what="default seen failing")
+    return stalled, adopter
+
+
+def test_a_stalled_instance_does_not_move_payments_another_instance_adopted(daemon_factory, processors):
+    stalled, adopter = two_instances_default_failing(daemon_factory, processors, 300)
     ids = [str(uuid.uuid4()) for _ in range(30)]
     for cid in ids:
         assert stalled.post('{"correlationId":"%s","amount":1.00}' % cid).status_code == 202
@@ -65,14 +72,8 @@ def test_an_instance_stalled_between_binding_and_sending_does_not_send_what_anot
     when it stops. Another instance adopts it, and after the unpin delay (30 s) with a 404 at
     the fallback, pays it at the default. Once resumed, the stalled instance must withdraw its
     send (its leases lapsed): sending would pay it a second time, at the fallback."""
-    options = ("--policy", "latency", "--health-interval", "1", "--lease-seconds", "1", "--no-control",
-               "--concurrency", "1")
-    stalled = daemon_factory(*options)
-    adopter = daemon_factory(*options)
-    processors.set("default", failure=True)
-    processors.set("fallback", delay=3000)
-    wait_until(lambda: query(stalled.db, "SELECT COUNT(*) FROM processor_health WHERE processor = 'default' "
-                                         "AND failing = 1")[0][0] == 1, timeout=15, what="default seen failing")
+    # one connection per processor: the second payment bound to the fallback waits for the first
+    stalled, adopter = two_instances_default_failing(daemon_factory, processors, 3000, "--concurrency", "1")
     first, waiting = str(uuid.uuid4()), str(uuid.uuid4())
     for cid in (first, waiting):
         assert stalled.post('{"correlationId":"%s","amount":1.00}' % cid).status_code == 202
