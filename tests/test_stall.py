@@ -72,12 +72,13 @@ def test_an_instance_stalled_between_binding_and_sending_does_not_send_what_anot
     when it stops. Another instance adopts it, and after the unpin delay (30 s) with a 404 at
     the fallback, pays it at the default. Once resumed, the stalled instance must withdraw its
     send (its leases lapsed): sending would pay it a second time, at the fallback."""
-    # one connection per processor: the second payment bound to the fallback waits for the first
-    stalled, adopter = two_instances_default_failing(daemon_factory, processors, 3000, "--concurrency", "1")
+    # One connection per processor: the second payment bound to the fallback waits for the first
+    # (held 1 s: a slower fallback would be audit-unsafe, and no payment would be bound to it).
+    stalled, adopter = two_instances_default_failing(daemon_factory, processors, 1000, "--concurrency", "1")
     first, waiting = str(uuid.uuid4()), str(uuid.uuid4())
     for cid in (first, waiting):
         assert stalled.post('{"correlationId":"%s","amount":1.00}' % cid).status_code == 202
-    # one attempt at the fallback in flight (3 s), the other bound there and waiting for the connection
+    # one attempt at the fallback in flight (1 s), the other bound there and waiting for the connection
     wait_until(lambda: query(stalled.db, "SELECT COUNT(*) FROM payments WHERE pinned = 'fallback'")[0][0] == 2
                and processors.in_flight("fallback") == 1, timeout=20, what="both bound to the fallback, one sent")
     os.kill(stalled.service.pid, signal.SIGSTOP)
