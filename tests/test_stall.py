@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import uuid
-from contextlib import closing
 
 import pytest
 
+from tests.support.engines import query
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def query(db: str, sql: str, *args):
-    with closing(sqlite3.connect(db, timeout=10)) as conn:
-        return conn.execute(sql, args).fetchall()
 
 
 def two_instances_default_failing(daemon_factory, processors, fallback_delay: int, *extra: str):
