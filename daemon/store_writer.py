@@ -35,7 +35,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from rinha.store import Op, Store
-from rinha.store.base import ACCEPT, ATTEMPT, DEAD, HEALTH, HEARTBEAT, LEASE, PAID, PIN, REBIND
+from rinha.store.base import ACCEPT, ATTEMPT, CLAIM, DEAD, HEALTH, HEARTBEAT, LEASE, PAID, PIN, REBIND
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,17 @@ LINGER = 0.010
 #: After shutdown was asked, unwritten ops are retried this long; the payments they concern stay
 #: pending in the store and are settled on the next start (a resend meets the processor's 422).
 _SHUTDOWN_RETRY_SECONDS = 5.0
-#: Ops that touch a row or two: a batch of these may commit on the event loop.
-_SMALL = frozenset({ACCEPT, PAID, PIN, REBIND, DEAD, ATTEMPT, HEALTH, HEARTBEAT, LEASE})
+#: Ops that touch a row or two, or a bounded few (a claim takes at most its limit, which the
+#: dispatcher keeps at ``_INLINE_MAX``): a batch of these may commit on the event loop.
+_SMALL = frozenset({ACCEPT, PAID, PIN, REBIND, DEAD, ATTEMPT, HEALTH, HEARTBEAT, LEASE, CLAIM})
 #: How long the loop waits (in short naps) for another process's commit before handing the batch
-#: to the thread. Another commit holds the lock for a few tens of microseconds; the thread's
-#: hand-off and its naps, which need the GIL back, cost far more. Under the contest profile at
-#: 1,100 VUs, an api instance's commits that went to the thread: 19 % -> 1 %; their p99 5 ms.
-_INLINE_PATIENCE = 0.0003
+#: to the thread. A worker's commit (a claim, a batch of paid records) holds the lock 0.3-1 ms
+#: while it drains a backlog; the thread's hand-off costs more: it waits for the lock too, then
+#: for the GIL between its statements while holding the lock (1-4 ms), and later batches follow
+#: it there. Contest profile at 1,100 VUs, split topology, alternated three times: accepts over
+#: 2.5 ms 554-1,004 at 0.3 ms -> 183-285 at 1 ms (-> 48-85 at 3 ms, but no better end to end:
+#: the loop's other connections wait meanwhile).
+_INLINE_PATIENCE = 0.001
 #: Larger batches go to the thread: a commit on the loop delays every connection's answer.
 _INLINE_MAX = 64
 #: Seconds between checkpoints of what the loop committed (it never checkpoints itself: a
