@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from benchmarks.stack import ROOT
+from benchmarks.stack import LocalStack
 from rinha.score import load_summary
 from rinha.stack import find_nginx, nginx_args
 from tests.support.procs import Service, free_port, rinha_command
@@ -51,7 +52,9 @@ http {
 """
 
 
-def run_once(vus: int, stage_seconds: int, workdir: Path) -> dict:
+@contextmanager
+def nginx_alone(workdir: Path) -> Iterator[LocalStack]:
+    """nginx answering by itself (and the processors, for the profile's admin calls)."""
     port, default_port, fallback_port = free_port(), free_port(), free_port()
     prefix = tempfile.mkdtemp(prefix="floor-nginx-", dir=workdir)
     conf = Path(prefix) / "nginx.conf"
@@ -61,14 +64,14 @@ def run_once(vus: int, stage_seconds: int, workdir: Path) -> dict:
                          ready_url=f"http://127.0.0.1:{default_port}/", name="processors")
     nginx = Service(nginx_args(find_nginx(), prefix, str(conf)), ready_url=f"http://127.0.0.1:{port}/payments-summary",
                     name="nginx")
-    summary_path = workdir / f"floor-{vus}-{os.getpid()}-{free_port()}.json"
     with processors, nginx:
-        subprocess.run(["k6", "run", "-q", "--no-usage-report", str(ROOT / "profiles" / "contest.js")],
-                       env={**os.environ, "TARGET": f"http://127.0.0.1:{port}",
-                            "DEFAULT_URL": f"http://127.0.0.1:{default_port}",
-                            "FALLBACK_URL": f"http://127.0.0.1:{fallback_port}", "MAX_REQUESTS": str(vus),
-                            "STAGE_SECONDS": str(stage_seconds), "SUMMARY_PATH": str(summary_path)},
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        yield LocalStack(port, default_port, fallback_port, Path(prefix))
+
+
+def run_once(vus: int, stage_seconds: int, workdir: Path) -> dict:
+    summary_path = workdir / f"floor-{vus}-{os.getpid()}-{free_port()}.json"
+    with nginx_alone(workdir) as target:
+        target.run_contest(summary_path, vus, stage_seconds)
     return load_summary(summary_path)["http"]
 
 

@@ -46,11 +46,20 @@ class LocalStack:
 
     def run_contest(self, summary_path: Path, vus: int = 550, stage_seconds: int = 10) -> None:
         """``profiles/contest.js`` with k6 against this stack; its JSON summary to ``summary_path``."""
-        subprocess.run(["k6", "run", "-q", "--no-usage-report", str(ROOT / "profiles" / "contest.js")],
-                       env={**os.environ, "TARGET": self.url, "DEFAULT_URL": self.default_url,
-                            "FALLBACK_URL": self.fallback_url, "MAX_REQUESTS": str(vus),
-                            "STAGE_SECONDS": str(stage_seconds), "SUMMARY_PATH": str(summary_path)},
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        k6 = self.start_contest(summary_path, vus, stage_seconds)
+        if k6.wait():
+            raise subprocess.CalledProcessError(k6.returncode, k6.args)
+
+    def start_contest(self, summary_path: Path, vus: int = 550, stage_seconds: int = 10,
+                      csv_path: Path | None = None) -> subprocess.Popen:
+        """k6 started on ``profiles/contest.js``; with ``csv_path``, every request's metrics too."""
+        out = ["--out", f"csv={csv_path}"] if csv_path else []
+        return subprocess.Popen(["k6", "run", "-q", "--no-usage-report", *out, str(ROOT / "profiles" / "contest.js")],
+                                env={**os.environ, "TARGET": self.url, "DEFAULT_URL": self.default_url,
+                                     "FALLBACK_URL": self.fallback_url, "MAX_REQUESTS": str(vus),
+                                     "STAGE_SECONDS": str(stage_seconds), "SUMMARY_PATH": str(summary_path),
+                                     "K6_CSV_TIME_FORMAT": "unix_milli"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @contextmanager

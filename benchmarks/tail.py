@@ -1,0 +1,143 @@
+"""Where the contest's slowest requests fall: per second of the run, and what each process used meanwhile.
+
+The p99 is the slowest 1 % (~330 requests of a run at 1,100 VUs). For each second of one run of
+``profiles/contest.js`` this prints the requests over the whole run's p99, the p99 within that
+second, and the CPU each process group used in it (k6, the processors, nginx, each instance), so
+that a tail can be put on its cause: a drain (the worker and the processors busy after 40 s),
+k6's own garbage collector (k6's CPU doubling for a second), or the load itself. Then the seconds
+that hold most of the tail. k6 writes every request to a CSV file for this (``--out csv``),
+which costs it some CPU: compare runs of this script with each other, not with
+``contest_stack``. ``--topology floor`` runs the same against nginx answering alone
+(``floor.py``). Prints only; asserts nothing.
+
+    python -m benchmarks.tail [--vus 1100] [--topology split|all|floor] [--stage-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from benchmarks.floor import nginx_alone
+from benchmarks.procstat import cpu_seconds
+from benchmarks.stack import local_stack
+
+
+def group_of(pid: int) -> str | None:
+    """The process group a pid belongs to, from its command line; None: not part of the run."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    name = os.path.basename(argv[0])
+    if name == "k6":
+        return "k6"
+    if name.startswith("nginx"):
+        return "nginx"
+    if "processors" in argv:
+        return "processors"
+    if "serve" in argv and "--listen" in argv:  # `rinha serve --listen unix:/run/.../api1.sock`
+        return os.path.basename(argv[argv.index("--listen") + 1]).removesuffix(".sock")
+    return None
+
+
+class CpuPerSecond(threading.Thread):
+    """Every second, the CPU seconds each group used in it (every process on the machine, by group)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.rows: list[tuple[float, Counter]] = []
+        self.stopped = threading.Event()
+        self._groups: dict[int, str | None] = {}
+        self._last: dict[int, float] = {}
+
+    def run(self) -> None:
+        self._sample()
+        while not self.stopped.wait(1.0):
+            self.rows.append((time.time(), self._sample()))
+
+    def _sample(self) -> Counter:
+        used: Counter = Counter()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            if pid not in self._groups:
+                self._groups[pid] = group_of(pid)
+            group = self._groups[pid]
+            if group is None:
+                continue
+            try:
+                cpu = cpu_seconds(pid)
+            except OSError:
+                continue
+            if pid in self._last:
+                used[group] += cpu - self._last[pid]
+            self._last[pid] = cpu
+        return used
+
+
+def durations(csv_path: Path) -> list[tuple[float, float]]:
+    """(unix seconds, ms) of every request the contest's p99 covers (expected responses)."""
+    found = []
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["metric_name"] == "http_req_duration" and row["expected_response"] == "true":
+                found.append((int(row["timestamp"]) / 1000, float(row["metric_value"])))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--topology", default="split", choices=["split", "all", "floor"])
+    parser.add_argument("--vus", type=int, default=1100)
+    parser.add_argument("--stage-seconds", type=int, default=10)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="rinha-tail-"))
+    try:
+        target = nginx_alone(workdir) if args.topology == "floor" else local_stack(str(workdir / "rinha.db"), args.topology)
+        sampler = CpuPerSecond()
+        with target as stack:
+            sampler.start()
+            k6 = stack.start_contest(workdir / "summary.json", args.vus, args.stage_seconds, workdir / "requests.csv")
+            k6.wait()
+            sampler.stopped.set()
+            sampler.join()
+        requests = durations(workdir / "requests.csv")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if not requests:
+        raise SystemExit("k6 recorded no request")
+
+    ordered = sorted(ms for _, ms in requests)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    start = min(at for at, _ in requests)
+    per_second = defaultdict(list)
+    for at, ms in requests:
+        per_second[int(at - start)].append(ms)
+    cpu = {int(at - start) - 1: used for at, used in sampler.rows}  # a sample covers the second before it
+    groups = sorted({g for _, used in sampler.rows for g in used})
+    print(f"{args.topology}, {args.vus} VUs: {len(ordered)} requests, p50 {ordered[len(ordered) // 2]:.2f} ms, "
+          f"p99 {p99:.2f} ms (k6 writing a CSV)")
+    print(f"{'second':>6} {'requests':>8} {'> p99':>6} {'its p99':>8} | CPU s: " + " ".join(f"{g:>10}" for g in groups))
+    for second in sorted(per_second):
+        its = sorted(per_second[second])
+        used = cpu.get(second, Counter())
+        print(f"{second:>6} {len(its):>8} {sum(ms > p99 for ms in its):>6} {its[min(len(its) - 1, int(len(its) * 0.99))]:>8.2f} | "
+              + "        " + " ".join(f"{used.get(g, 0.0):>10.2f}" for g in groups))
+    over = Counter({second: sum(ms > p99 for ms in its) for second, its in per_second.items()})
+    total = sum(over.values())
+    top = [(second, n) for second, n in over.most_common(8) if n]
+    print(f"the {total} requests over p99: {sum(n for _, n in top) * 100 // max(total, 1)} % in seconds "
+          + ", ".join(f"{second} ({n})" for second, n in sorted(top)))
+
+
+if __name__ == "__main__":
+    main()
