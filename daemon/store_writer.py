@@ -50,8 +50,8 @@ LINGER = 0.010
 #: After shutdown was asked, unwritten ops are retried this long; the payments they concern stay
 #: pending in the store and are settled on the next start (a resend meets the processor's 422).
 _SHUTDOWN_RETRY_SECONDS = 5.0
-#: Ops that touch a row or two, or a bounded few (a claim takes at most its limit, which the
-#: dispatcher keeps at ``_INLINE_MAX``): a batch of these may commit on the event loop.
+#: Ops that touch a row or two, or a bounded few (a claim takes at most its limit: the
+#: dispatcher's is 64 rows, ~0.3 ms of SQLite's lock): a batch of these may commit on the event loop.
 _SMALL = frozenset({ACCEPT, PAID, PIN, REBIND, DEAD, ATTEMPT, HEALTH, HEARTBEAT, LEASE, CLAIM})
 #: How long the loop waits (in short naps) for another process's commit before handing the batch
 #: to the thread. A worker's commit (a claim, a batch of paid records) holds the lock 0.3-1 ms
