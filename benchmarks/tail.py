@@ -126,12 +126,12 @@ def main() -> None:
     groups = sorted({g for _, used in sampler.rows for g in used})
     print(f"{args.topology}, {args.vus} VUs: {len(ordered)} requests, p50 {ordered[len(ordered) // 2]:.2f} ms, "
           f"p99 {p99:.2f} ms (k6 writing a CSV)")
-    print(f"{'second':>6} {'requests':>8} {'> p99':>6} {'its p99':>8} | CPU s: " + " ".join(f"{g:>10}" for g in groups))
+    print(f"{'second':>6} {'requests':>8} {'> p99':>6} {'its p99':>8} | CPU seconds: " + " ".join(f"{g:>10}" for g in groups))
     for second in sorted(per_second):
         its = sorted(per_second[second])
         used = cpu.get(second, Counter())
         print(f"{second:>6} {len(its):>8} {sum(ms > p99 for ms in its):>6} {its[min(len(its) - 1, int(len(its) * 0.99))]:>8.2f} | "
-              + "        " + " ".join(f"{used.get(g, 0.0):>10.2f}" for g in groups))
+              f"{'':13}" + " ".join(f"{used.get(g, 0.0):>10.2f}" for g in groups))
     over = Counter({second: sum(ms > p99 for ms in its) for second, its in per_second.items()})
     total = sum(over.values())
     top = [(second, n) for second, n in over.most_common(8) if n]

@@ -414,7 +414,7 @@ class Dispatcher:
             await self.writer.write(RENEW, self.instance, now_ms() + self.lease_ms)
         except StoreUnavailable:
             return  # the leases may run out: _lease_holds says so in time
-        if started - self._renewed_at > self._lease_trust:
+        if not self._leases_fresh(started):
             self._lease_epoch += 1
         self._renewed_at = started
 
@@ -422,16 +422,20 @@ class Dispatcher:
         """May this process send ``job`` now without asking the store? Not if its leases may
         have run out (no renewal for too long: the process stalled), nor if the payment dates
         from before a lapse: another instance may have adopted it meanwhile."""
-        return job.lease_epoch == self._lease_epoch and time.monotonic() - self._renewed_at < self._lease_trust
+        return job.lease_epoch == self._lease_epoch and self._leases_fresh()
+
+    def _leases_fresh(self, at: float | None = None) -> bool:
+        """Renewed recently enough (monotonic ``at``, default now) to trust that none has run out."""
+        return (time.monotonic() if at is None else at) - self._renewed_at < self._lease_trust
 
     async def _still_ours(self, job: Job) -> bool | None:
         """After a stall: renew the leases, then ask the store whether ``job`` is still ours
         (adopted before the renewal, its owner is the adopter; after it, it could not be).
         None: the store could not tell (renewal or read failed)."""
         async with self._renewing:
-            if time.monotonic() - self._renewed_at >= self._lease_trust:
+            if not self._leases_fresh():
                 await self._renew()
-        if time.monotonic() - self._renewed_at >= self._lease_trust:
+        if not self._leases_fresh():
             return None
         try:
             row = await trio.to_thread.run_sync(self.store.payment, job.correlation_id)
