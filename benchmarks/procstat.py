@@ -15,6 +15,21 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime + cutime + cstime) / _TICKS
 
 
+def thread_sched_seconds(pid: int) -> dict[int, tuple[float, float]]:
+    """Per thread of a process: (seconds on a CPU, seconds runnable but waiting for one), from
+    ``/proc/<pid>/task/<tid>/schedstat``. The wait is the scheduler's run-queue delay: time a
+    thread was ready to run while other tasks held the cores."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ran, waited, _ = f.read().split()
+        except OSError:
+            continue  # the thread ended
+        found[int(tid)] = (int(ran) / 1e9, int(waited) / 1e9)
+    return found
+
+
 def rss_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) in MiB."""
     with open(f"/proc/{pid}/status") as f:

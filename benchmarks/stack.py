@@ -15,6 +15,7 @@ from typing import Iterator
 
 import httpx
 
+from rinha.profiling import tools
 from tests.support.procs import free_port, rinha_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,7 @@ class LocalStack:
                       csv_path: Path | None = None) -> subprocess.Popen:
         """k6 started on ``profiles/contest.js``; with ``csv_path``, every request's metrics too."""
         out = ["--out", f"csv={csv_path}"] if csv_path else []
-        return subprocess.Popen(["k6", "run", "-q", "--no-usage-report", *out, str(ROOT / "profiles" / "contest.js")],
+        return subprocess.Popen([tools.k6(), "run", "-q", "--no-usage-report", *out, str(ROOT / "profiles" / "contest.js")],
                                 env={**os.environ, "TARGET": self.url, "DEFAULT_URL": self.default_url,
                                      "FALLBACK_URL": self.fallback_url, "MAX_REQUESTS": str(vus),
                                      "STAGE_SECONDS": str(stage_seconds), "SUMMARY_PATH": str(summary_path),

@@ -2,10 +2,12 @@
 
 The p99 is the slowest 1 % (~330 requests of a run at 1,100 VUs). For each second of one run of
 ``profiles/contest.js`` this prints the requests over the whole run's p99, the p99 within that
-second, and the CPU each process group used in it (k6, the processors, nginx, each instance), so
-that a tail can be put on its cause: a drain (the worker and the processors busy after 40 s),
-k6's own garbage collector (k6's CPU doubling for a second), or the load itself. Then the seconds
-that hold most of the tail. k6 writes every request to a CSV file for this (``--out csv``),
+second, the CPU each process group used in it (k6, the processors, nginx, each instance), the
+time its threads waited for a core while runnable (the scheduler's run-queue delay), and how long
+the cores stayed idle, so that a tail can be put on its cause: a drain (the worker and the
+processors busy after 40 s), k6's own garbage collector (k6's CPU doubling for a second),
+contention for the cores (waits high while the machine still has idle time), or the load itself.
+Then the seconds that hold most of the tail. k6 writes every request to a CSV file for this (``--out csv``),
 which costs it some CPU: compare runs of this script with each other, not with
 ``contest_stack``. ``--topology floor`` runs the same against nginx answering alone
 (``floor.py``). Prints only; asserts nothing.
@@ -26,7 +28,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from benchmarks.floor import nginx_alone
-from benchmarks.procstat import cpu_seconds
+from benchmarks.procstat import thread_sched_seconds
 from benchmarks.stack import local_stack
 
 
@@ -48,39 +50,53 @@ def group_of(pid: int) -> str | None:
     return None
 
 
-class CpuPerSecond(threading.Thread):
-    """Every second, the CPU seconds each group used in it (every process on the machine, by group)."""
+def idle_seconds() -> float:
+    """CPU seconds the whole machine has spent idle since boot (all cores; iowait counts as idle)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()  # cpu user nice system idle iowait ...
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
+class SchedPerSecond(threading.Thread):
+    """Every second, per process group (every process on the machine, by group): the CPU seconds
+    its threads used in it and the seconds they waited, runnable, for a core (run-queue delay);
+    and how long the machine's cores stayed idle (``idle``: 2.0 is an idle 2-core machine)."""
 
     def __init__(self):
         super().__init__(daemon=True)
-        self.rows: list[tuple[float, Counter]] = []
+        self.rows: list[tuple[float, dict[str, list[float]]]] = []
         self.stopped = threading.Event()
         self._groups: dict[int, str | None] = {}
-        self._last: dict[int, float] = {}
+        self._last: dict[tuple[int, int], tuple[float, float]] = {}
+        self._idle = idle_seconds()
 
     def run(self) -> None:
         self._sample()
         while not self.stopped.wait(1.0):
             self.rows.append((time.time(), self._sample()))
 
-    def _sample(self) -> Counter:
-        used: Counter = Counter()
+    def _sample(self) -> dict[str, list[float]]:
+        used: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             pid = int(entry)
-            if pid not in self._groups:
-                self._groups[pid] = group_of(pid)
-            group = self._groups[pid]
+            group = self._groups.get(pid) or group_of(pid)  # unknown pids again: a shim may exec k6
             if group is None:
                 continue
+            self._groups[pid] = group
             try:
-                cpu = cpu_seconds(pid)
+                threads = thread_sched_seconds(pid)
             except OSError:
                 continue
-            if pid in self._last:
-                used[group] += cpu - self._last[pid]
-            self._last[pid] = cpu
+            for tid, (ran, waited) in threads.items():
+                last = self._last.get((pid, tid))
+                if last is not None:
+                    used[group][0] += ran - last[0]
+                    used[group][1] += waited - last[1]
+                self._last[(pid, tid)] = (ran, waited)
+        idle = idle_seconds()
+        used["idle"], self._idle = [idle - self._idle, 0.0], idle
         return used
 
 
@@ -94,6 +110,14 @@ def durations(csv_path: Path) -> list[tuple[float, float]]:
     return found
 
 
+def _cell(group: str, used: list[float] | None) -> str:
+    if used is None:
+        return f"{'-':>11}"
+    if group == "idle":
+        return f"{used[0]:>11.2f}"
+    return f"{used[0]:>6.2f}/{used[1]:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--topology", default="split", choices=["split", "all", "floor"])
@@ -103,7 +127,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="rinha-tail-"))
     try:
         target = nginx_alone(workdir) if args.topology == "floor" else local_stack(str(workdir / "rinha.db"), args.topology)
-        sampler = CpuPerSecond()
+        sampler = SchedPerSecond()
         with target as stack:
             sampler.start()
             k6 = stack.start_contest(workdir / "summary.json", args.vus, args.stage_seconds, workdir / "requests.csv")
@@ -122,16 +146,17 @@ def main() -> None:
     per_second = defaultdict(list)
     for at, ms in requests:
         per_second[int(at - start)].append(ms)
-    cpu = {int(at - start) - 1: used for at, used in sampler.rows}  # a sample covers the second before it
+    sched = {int(at - start) - 1: used for at, used in sampler.rows}  # a sample covers the second before it
     groups = sorted({g for _, used in sampler.rows for g in used})
     print(f"{args.topology}, {args.vus} VUs: {len(ordered)} requests, p50 {ordered[len(ordered) // 2]:.2f} ms, "
           f"p99 {p99:.2f} ms (k6 writing a CSV)")
-    print(f"{'second':>6} {'requests':>8} {'> p99':>6} {'its p99':>8} | CPU seconds: " + " ".join(f"{g:>10}" for g in groups))
+    print(f"{'second':>6} {'requests':>8} {'> p99':>6} {'its p99':>8} | seconds on a CPU / waiting for one: "
+          + " ".join(f"{g:>11}" for g in groups))
     for second in sorted(per_second):
         its = sorted(per_second[second])
-        used = cpu.get(second, Counter())
+        used = sched.get(second, {})
         print(f"{second:>6} {len(its):>8} {sum(ms > p99 for ms in its):>6} {its[min(len(its) - 1, int(len(its) * 0.99))]:>8.2f} | "
-              f"{'':13}" + " ".join(f"{used.get(g, 0.0):>10.2f}" for g in groups))
+              f"{'':36}" + " ".join(_cell(g, used.get(g)) for g in groups))
     over = Counter({second: sum(ms > p99 for ms in its) for second, its in per_second.items()})
     total = sum(over.values())
     top = [(second, n) for second, n in over.most_common(8) if n]
