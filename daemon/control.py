@@ -36,7 +36,7 @@ from urllib.parse import parse_qs
 import trio
 
 from rinha.clock import InstantError, iso_from_ms, now_ms, parse_instant_us
-from rinha.daemon import metrics
+from rinha.daemon import metrics, stalls
 from rinha.daemon.health import LEASE_NAME as HEALTH_LEASE
 from rinha.daemon.housekeeping import ALIVE_MS
 from rinha.money import format_cents
@@ -380,6 +380,10 @@ class ControlApp:
               "Of those, committed on the event loop (the rest waited for the lock or were bulk ops).",
               self.writer.inline_batches),
             m("rinha_store_failing", "gauge", "1 while this instance's store writes fail.", int(self.writer.failing)),
+            stalls.LOOP_STALLS.render(),
+            m("rinha_loop_stall_off_cpu_seconds_total", "counter",
+              "Of the event loop's stalls, seconds its thread was off a CPU (waiting for a core, the GIL or a "
+              "blocking call); the rest was this process's own work.", stalls.WATCH.off_cpu_seconds),
         ]
         if intake is not None:
             parts.append(m("rinha_accepted_total", "counter", "Payments accepted (202) by this instance.", intake.accepted))

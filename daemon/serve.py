@@ -18,6 +18,7 @@ import uuid
 
 import trio
 
+from rinha.daemon import stalls
 from rinha.daemon.config import ServeConfig
 from rinha.daemon.control import start_operations
 from rinha.daemon.dispatcher import Dispatcher
@@ -40,6 +41,7 @@ GC_THRESHOLDS = (20_000, 20, 50)
 
 async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
+    trio.lowlevel.add_instrument(stalls.WATCH)
     instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     store = open_store(config.db)
     await trio.to_thread.run_sync(store.migrate)

@@ -66,6 +66,9 @@ def test_status_health_and_metrics_of_a_running_daemon(daemon_factory, processor
     assert metric(text, 'rinha_breaker_open{processor="default"}') == 0
     assert metric(text, 'rinha_payments{state="dead"}') == 0
     assert metric(text, "rinha_retries_total") == 0
+    stalls = metric(text, 'rinha_loop_stall_seconds_bucket{le="+Inf"}')
+    assert stalls == metric(text, "rinha_loop_stall_seconds_count") and stalls >= 0
+    assert 0 <= metric(text, "rinha_loop_stall_off_cpu_seconds_total") <= metric(text, "rinha_loop_stall_seconds_sum")
     assert control_get(daemon.db, "/nowhere").status_code == 404
 
 

@@ -1,0 +1,55 @@
+"""Event-loop stalls: turns of trio's loop that kept it away from its sockets for over 1 ms.
+
+Every request an instance holds waits while its loop runs one turn (the ready tasks, one after
+another, between two polls of the sockets). A turn that lasts longer than :data:`STALL` is
+observed into :data:`LOOP_STALLS`, and the part of it the loop's thread spent off a CPU is added
+to :attr:`StallWatch.off_cpu_seconds`: time it waited, runnable, for a core held by another
+process, for the GIL held by another thread, or in a blocking call (the store's short naps for
+SQLite's write lock). Stalls that are mostly off-CPU say the machine is short of cores (on the
+2-core test machine, 4-9 ms waits for a core in the middle of a 0.3 ms request were the
+1,100-VU tail: ``benchmarks/README.md``); stalls that are mostly on-CPU say this process has too
+much to do in one turn.
+
+Cost: two clock reads per turn (one of them the thread's CPU clock, ~0.6 µs) and a comparison.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter, thread_time
+
+import trio
+
+from rinha.daemon.metrics import Histogram
+
+#: A turn longer than this counts as a stall (seconds).
+STALL = 0.001
+
+LOOP_STALLS = Histogram(
+    "rinha_loop_stall_seconds",
+    "Turns of the event loop that kept it from its sockets for over 1 ms, by duration, in seconds.",
+    (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+
+
+class StallWatch(trio.abc.Instrument):
+    """A trio instrument timing each turn of the loop (from one poll of the sockets to the next)."""
+
+    def __init__(self) -> None:
+        self._started = perf_counter()
+        self._cpu_at_start = thread_time()
+        #: Of the stalls' time, seconds the loop's thread was not running on a CPU.
+        self.off_cpu_seconds = 0.0
+
+    def after_io_wait(self, timeout: float) -> None:
+        self._started = perf_counter()
+        self._cpu_at_start = thread_time()
+
+    def before_io_wait(self, timeout: float) -> None:
+        wall = perf_counter() - self._started
+        if wall > STALL:
+            LOOP_STALLS.observe(wall)
+            self.off_cpu_seconds += max(0.0, wall - (thread_time() - self._cpu_at_start))
+
+
+#: This process's watch (``rinha serve`` installs it on its loop; ``/metrics`` reads it).
+WATCH = StallWatch()
