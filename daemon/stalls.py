@@ -10,7 +10,8 @@ SQLite's write lock). Stalls that are mostly off-CPU say the machine is short of
 1,100-VU tail: ``benchmarks/README.md``); stalls that are mostly on-CPU say this process has too
 much to do in one turn.
 
-Cost: two clock reads per turn (one of them the thread's CPU clock, ~0.6 µs) and a comparison.
+Cost: two clock reads per turn (one of them the thread's CPU clock, ~0.6 µs) and a comparison;
+with trio's calls of the hooks, 1.9 µs per turn (3.4 -> 5.4 µs in a loop of bare checkpoints).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class StallWatch(trio.abc.Instrument):
     """A trio instrument timing each turn of the loop (from one poll of the sockets to the next)."""
 
     def __init__(self) -> None:
-        self._started = perf_counter()
-        self._cpu_at_start = thread_time()
+        # Timing starts at the loop's first poll: until then nothing waits on its sockets.
+        self._started = float("inf")
+        self._cpu_at_start = 0.0
         #: Of the stalls' time, seconds the loop's thread was not running on a CPU.
         self.off_cpu_seconds = 0.0
 
