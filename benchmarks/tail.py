@@ -3,11 +3,11 @@
 The p99 is the slowest 1 % (~330 requests of a run at 1,100 VUs). For each second of one run of
 ``profiles/contest.js`` this prints the requests over the whole run's p99, the p99 within that
 second, the CPU each process group used in it (k6, the processors, nginx, each instance), the
-time its threads waited for a core while runnable (the scheduler's run-queue delay), and how long
-the cores stayed idle, so that a tail can be put on its cause: a drain (the worker and the
-processors busy after 40 s), k6's own garbage collector (k6's CPU doubling for a second),
-contention for the cores (waits high while the machine still has idle time), or the load itself.
-Then the seconds that hold most of the tail. k6 writes every request to a CSV file for this
+time its threads waited for a core while runnable (the scheduler's run-queue delay), how long the
+cores stayed idle and how long the VM's host gave them to another guest (``steal``), so that a
+tail can be put on its cause: a drain (the worker and the processors busy after 40 s), k6's own
+garbage collector (k6's CPU doubling for a second), contention for the cores (waits high while
+the machine still has idle time), a busy host (steal), or the load itself. Then the seconds that hold most of the tail. k6 writes every request to a CSV file for this
 (``--out csv``), which costs it some CPU: compare runs of this script with each other, not with
 ``contest_stack``. ``--topology floor`` runs the same against nginx answering alone
 (``floor.py``). Prints only; asserts nothing.
@@ -50,17 +50,19 @@ def group_of(pid: int) -> str | None:
     return None
 
 
-def idle_seconds() -> float:
-    """CPU seconds the whole machine has spent idle since boot (all cores; iowait counts as idle)."""
+def machine_seconds() -> dict[str, float]:
+    """CPU seconds since boot, all cores: idle (iowait counts as idle) and stolen by the VM's host."""
     with open("/proc/stat") as f:
-        fields = f.readline().split()  # cpu user nice system idle iowait ...
-    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+        fields = f.readline().split()  # cpu user nice system idle iowait irq softirq steal ...
+    tick = os.sysconf("SC_CLK_TCK")
+    return {"idle": (int(fields[4]) + int(fields[5])) / tick, "steal": int(fields[8]) / tick}
 
 
 class SchedPerSecond(threading.Thread):
     """Every second, per process group (every process on the machine, by group): the CPU seconds
     its threads used in it and the seconds they waited, runnable, for a core (run-queue delay);
-    and how long the machine's cores stayed idle (``idle``: 2.0 is an idle 2-core machine)."""
+    and how long the machine's cores stayed idle (``idle``: 2.0 is an idle 2-core machine) or ran
+    another guest of the host (``steal``)."""
 
     def __init__(self):
         super().__init__(daemon=True)
@@ -68,7 +70,7 @@ class SchedPerSecond(threading.Thread):
         self.stopped = threading.Event()
         self._groups: dict[int, str] = {}
         self._last: dict[tuple[int, int], tuple[float, float]] = {}
-        self._idle = idle_seconds()
+        self._machine = machine_seconds()
 
     def run(self) -> None:
         self._sample()
@@ -95,8 +97,10 @@ class SchedPerSecond(threading.Thread):
                     used[group][0] += ran - last[0]
                     used[group][1] += waited - last[1]
                 self._last[(pid, tid)] = (ran, waited)
-        idle = idle_seconds()
-        used["idle"], self._idle = [idle - self._idle, 0.0], idle
+        machine = machine_seconds()
+        for name, seconds in machine.items():
+            used[name] = [seconds - self._machine[name], 0.0]
+        self._machine = machine
         return used
 
 
@@ -113,7 +117,7 @@ def durations(csv_path: Path) -> list[tuple[float, float]]:
 def _cell(group: str, used: list[float] | None) -> str:
     if used is None:
         return f"{'-':>11}"
-    if group == "idle":
+    if group in ("idle", "steal"):
         return f"{used[0]:>11.2f}"
     return f"{used[0]:>6.2f}/{used[1]:.2f}"
 
