@@ -291,40 +291,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
-#: The worker's CPU priority (``nice``) in the split topology. Its work can wait a few ms and an
-#: answer cannot: when both want a core (k6, the processors and a drain's burst of payments
-#: share two), the api instances and nginx go first. It keeps its share when nobody else wants
-#: it. (In containers, each with its own CPU weight, this has no effect.) ``python -m
-#: benchmarks.drain``, alternated 6 times with the nice that the autogroup hid: p99 of the new
-#: POSTs 5.81/3.56/4.45/4.27/4.13/4.45 -> 3.29/4.84/3.79/3.35/3.01/4.71 ms, the drain 2,648 ->
-#: 2,465 payments/s (medians).
-WORKER_NICE = 10
-
-
-def _lower_priority(nice: int) -> None:
-    """Lower the calling process's CPU priority by ``nice``, where the scheduler will see it.
-
-    With the kernel's autogroups on (``/proc/sys/kernel/sched_autogroup_enabled``, the default of
-    most distributions), a process that starts a session of its own, as every child here does,
-    is scheduled as a group against the other groups, and its ``nice`` only ranks it against its
-    own threads: measured here, two spinners on one core, in sessions of their own at nice 0 and
-    10, each got half. The group's weight is ``/proc/self/autogroup``; raising it needs no
-    privilege (a kernel rate limit may refuse it, and then the process keeps its share).
-    """
-    niceness = os.nice(nice)
-    try:
-        with open("/proc/self/autogroup", "w") as autogroup:
-            autogroup.write(str(niceness))
-    except OSError:  # no autogroups (kernel option, cgroups), or refused: only a hint
-        pass
-
-
-def _spawn(args: list[str], nice: int = 0) -> subprocess.Popen:
+def _spawn(args: list[str]) -> subprocess.Popen:
     def prepare() -> None:  # pragma: no cover - runs in the child between fork and exec
         if sys.platform.startswith("linux"):
             _die_with_parent()
-        if nice:  # after setsid (start_new_session): the autogroup is the child's own
-            _lower_priority(nice)
 
     return subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=prepare)
 
@@ -431,15 +401,17 @@ class Supervisor:
             child = self._start(f"api{index}", "instance", f"unix:{path}", plan.serve_command(path))
             self._wait_ready(child, lambda path=path: _http_answers("http://rinha/payments-summary", uds=path))
         if plan.topology == "split":
-            child = self._start("worker", "instance", "(pays; no data plane)", plan.worker_command(), nice=WORKER_NICE)
+            # At the api instances' priority, on purpose: a worker held back (its autogroup at nice
+            # 10) kept SQLite's write lock longer, and accepts over 2.5 ms doubled (1,100 VUs)
+            child = self._start("worker", "instance", "(pays; no data plane)", plan.worker_command())
             self._wait_ready(child, lambda: _http_answers("http://rinha/status", uds=plan.worker_control))
         nginx = self._start("nginx", "nginx", f"http://0.0.0.0:{plan.port}", nginx_args(plan.nginx, plan.nginx_prefix, conf_path))
         self._write_state()
         self.show_table([(c.name, c.pid, c.address) for c in self.children])
         self._wait_ready(nginx, lambda: _http_answers(f"http://127.0.0.1:{plan.port}/payments-summary", status=200))
 
-    def _start(self, name: str, role: str, address: str, args: list[str], nice: int = 0) -> Child:
-        child = Child(name, role, address, _spawn(args, nice))
+    def _start(self, name: str, role: str, address: str, args: list[str]) -> Child:
+        child = Child(name, role, address, _spawn(args))
         self.children.append(child)
         return child
 
