@@ -3,9 +3,10 @@
 For each round and each topology: start the stack on free ports, run ``profiles/contest.js``
 with k6, stop the stack, and print one line: the score's figures (accepted, lag, fallback,
 inconsistencies, p50/p99, profit) and the backend's cost: CPU seconds of the instances and
-nginx over the run, the busiest 100 ms of each process as a share of one CPU (compare with its
-compose ``cpus`` limit), and the peak RSS of the backend processes together. Prints only;
-asserts nothing. k6, the processors and the backend share this machine's cores.
+nginx over the run, the busiest 100 ms of each process as a share of one CPU, how many 100 ms
+windows it spent over its compose ``cpus`` limit (where its container would be throttled), and
+the peak RSS of the backend processes together. Prints only; asserts nothing. k6, the
+processors and the backend share this machine's cores.
 
     python -m benchmarks.contest_stack [--topology all split] [--rounds 3] [--stage-seconds 10] [--vus 550]
 """
@@ -20,34 +21,57 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.procstat import children as child_pids, cpu_seconds, rss_mb
-from benchmarks.stack import local_stack
+import yaml
+
+from benchmarks.procstat import children as child_pids, cpu_seconds, rss_mb, thread_sched_seconds
+from benchmarks.stack import ROOT, local_stack
 from rinha.score import load_summary, score
 
 
 class Sampler(threading.Thread):
-    """Every 100 ms: each process's CPU ticks; keeps the busiest window per process."""
+    """Every 100 ms: each process's CPU time, from its threads' ``schedstat`` (nanoseconds: the
+    ticks of ``/proc/<pid>/stat`` are 10 ms, a tenth of the window); keeps the busiest window per
+    process."""
 
-    def __init__(self, pids: dict[str, int], period: float = 0.1):
+    def __init__(self, pids: dict[str, int], limits: dict[str, float], period: float = 0.1):
         super().__init__(daemon=True)
         self.pids = pids
+        self.limits = limits
         self.period = period
         self.peak_share = {name: 0.0 for name in pids}
+        self.windows = 0
+        self.over_limit = {name: 0 for name in pids}  # windows over its compose ``cpus``
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        last = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        last = {name: self._ran(pid) for name, pid in self.pids.items()}
         last_at = time.monotonic()
         while not self.stopped.wait(self.period):
             now = time.monotonic()
             for name, pid in self.pids.items():
                 try:
-                    cpu = cpu_seconds(pid)
+                    ran = self._ran(pid)
                 except OSError:
                     continue
-                self.peak_share[name] = max(self.peak_share[name], (cpu - last[name]) / (now - last_at))
-                last[name] = cpu
+                # a thread born in the window counts from zero; one that ended drops out
+                used = sum(seconds - last[name].get(tid, 0.0) for tid, seconds in ran.items())
+                share = used / (now - last_at)
+                self.peak_share[name] = max(self.peak_share[name], share)
+                self.over_limit[name] += share > self.limits.get(name, float("inf"))
+                last[name] = ran
+            self.windows += 1
             last_at = now
+
+    @staticmethod
+    def _ran(pid: int) -> dict[int, float]:
+        return {tid: ran for tid, (ran, _) in thread_sched_seconds(pid).items()}
+
+
+def compose_limits(backend: dict[str, int]) -> dict[str, float]:
+    """Each backend process's ``cpus`` in docker-compose.yml (nginx's workers: nginx's)."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    cpus = {name: float(svc["deploy"]["resources"]["limits"]["cpus"]) for name, svc in services.items()}
+    return {name: cpus[name.split("-w")[0]] for name in backend if name.split("-w")[0] in cpus}
 
 
 def run_once(topology: str, stage_seconds: int, vus: int, workdir: Path) -> dict:
@@ -58,7 +82,7 @@ def run_once(topology: str, stage_seconds: int, vus: int, workdir: Path) -> dict
         for index, worker in enumerate(child_pids(nginx), start=1):  # the master only waits
             backend[f"nginx-w{index}"] = worker
         cpu_before = {name: cpu_seconds(pid) for name, pid in backend.items()}
-        sampler = Sampler(backend)
+        sampler = Sampler(backend, compose_limits(backend))
         sampler.start()
         stack.run_contest(summary_path, vus, stage_seconds)
         sampler.stopped.set()
@@ -67,18 +91,19 @@ def run_once(topology: str, stage_seconds: int, vus: int, workdir: Path) -> dict
         rss = {name: rss_mb(pid) for name, pid in backend.items()}
     summary = load_summary(summary_path)
     return {"topology": topology, "score": score(summary), "http": summary["http"], "cpu": cpu, "rss": rss,
-            "peak_share": sampler.peak_share}
+            "peak_share": sampler.peak_share, "over_limit": sampler.over_limit, "windows": sampler.windows}
 
 
 def report(run: dict) -> None:
     s, http = run["score"], run["http"]
     cpu_total = sum(run["cpu"].values())
     shares = " ".join(f"{name} {share:.2f}" for name, share in sorted(run["peak_share"].items()))
+    over = " ".join(f"{name} {n}" for name, n in sorted(run["over_limit"].items()))
     print(f"{run['topology']:>6}: accepted {s.accepted} lag {s.lag} fallback {s.fallback_payments} "
           f"inconsistencies {s.inconsistencies} | p50 {http['p50']:.2f} ms p99 {http['p99']:.2f} ms "
           f"max {http['max']:.0f} ms | profit {s.profit:.2f} | backend CPU {cpu_total:.1f} s "
           f"({', '.join(f'{n} {c:.1f}' for n, c in sorted(run['cpu'].items()))}) | busiest 100 ms: {shares} "
-          f"| peak RSS {sum(run['rss'].values()):.0f} MB", flush=True)
+          f"| of {run['windows']} windows over its compose cpus: {over} | peak RSS {sum(run['rss'].values()):.0f} MB", flush=True)
 
 
 def main() -> None:
