@@ -71,7 +71,8 @@ def compose_limits(backend: dict[str, int]) -> dict[str, float]:
     """Each backend process's ``cpus`` in docker-compose.yml (nginx's workers: nginx's)."""
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     cpus = {name: float(svc["deploy"]["resources"]["limits"]["cpus"]) for name, svc in services.items()}
-    return {name: cpus[name.split("-w")[0]] for name in backend if name.split("-w")[0] in cpus}
+    service = {name: name.split("-w")[0] for name in backend}  # nginx-w1 -> nginx
+    return {name: cpus[service[name]] for name in backend if service[name] in cpus}
 
 
 def run_once(topology: str, stage_seconds: int, vus: int, workdir: Path) -> dict:
