@@ -380,6 +380,18 @@ class ControlApp:
               "Of those, committed on the event loop (the rest waited for the lock or were bulk ops).",
               self.writer.inline_batches),
             m("rinha_store_failing", "gauge", "1 while this instance's store writes fail.", int(self.writer.failing)),
+        ]
+        lock_waits = getattr(self.writer.store, "loop_lock_waits", None)  # SQLite's; not PostgreSQL's
+        if lock_waits is not None:
+            parts += [
+                m("rinha_store_lock_waits_total", "counter",
+                  "Commits on the event loop that found another process holding the store's write lock.",
+                  lock_waits.count),
+                m("rinha_store_lock_wait_seconds_total", "counter",
+                  "Seconds the event loop waited for it, serving nothing meanwhile (a commit that waits too long "
+                  "goes to the writer thread).", lock_waits.seconds),
+            ]
+        parts += [
             stalls.LOOP_STALLS.render(),
             m("rinha_loop_stall_off_cpu_seconds_total", "counter",
               "Of the event loop's stalls, seconds its thread was off a CPU (waiting for a core, the GIL or a "

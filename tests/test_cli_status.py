@@ -14,6 +14,7 @@ from tests.support.engines import both_engines
 from tests.support.cli import (
     control_get,
     control_socket,
+    metric,
     new_id,
     one_line_error,
     payment_body,
@@ -23,10 +24,6 @@ from tests.support.cli import (
 )
 from tests.support.procs import free_port, rinha_command
 from tests.support.wait import wait_until
-
-
-def metric(text: str, line_start: str) -> float:
-    return float(next(line for line in text.splitlines() if line.startswith(line_start)).rsplit(" ", 1)[1])
 
 
 @both_engines
@@ -69,6 +66,11 @@ def test_status_health_and_metrics_of_a_running_daemon(daemon_factory, processor
     stalls = metric(text, 'rinha_loop_stall_seconds_bucket{le="+Inf"}')
     assert stalls == metric(text, "rinha_loop_stall_seconds_count") and stalls >= 0
     assert 0 <= metric(text, "rinha_loop_stall_off_cpu_seconds_total") <= metric(text, "rinha_loop_stall_seconds_sum")
+    if "://" in daemon.db:  # PostgreSQL: no write lock shared by the instances, nothing to wait for
+        assert "rinha_store_lock_waits" not in text
+    else:  # counted in tests/test_store_faults.py
+        assert {"rinha_store_lock_waits_total", "rinha_store_lock_wait_seconds_total"} <= {
+            line.split(" ")[0] for line in text.splitlines() if not line.startswith("#")}
     assert control_get(daemon.db, "/nowhere").status_code == 404
 
 

@@ -50,6 +50,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.cli import control_get, metric, wait_for_control
 from tests.support.scenario import settle
 from tests.support.wait import wait_until
 
@@ -288,3 +289,29 @@ def test_a_payment_rerouted_while_the_store_is_locked_waits_for_it_instead_of_cr
     paid = settle(daemon, processors, recorder.accepted)
     assert len(paid["fallback"]) == len(recorder.accepted) == 6
     assert daemon.service.proc.poll() is None and "Traceback" not in daemon.service.log_text()
+
+
+def test_the_event_loop_counts_its_waits_for_the_write_lock_another_process_holds(daemon_factory, processors):
+    """`/metrics` tells how often, and how long, the event loop's commits found the shared store's
+    write lock held by another process: time in which the instance answered nobody."""
+    daemon = daemon_factory("--roles", "api")
+    wait_for_control(daemon.db)
+
+    def waits() -> tuple[float, float]:
+        text = control_get(daemon.db, "/metrics").text
+        return metric(text, "rinha_store_lock_waits_total"), metric(text, "rinha_store_lock_wait_seconds_total")
+
+    recorder = Recorder(daemon.url)
+    assert recorder.post().status_code == 202
+    assert waits() == (0, 0)  # a free lock is no wait
+    with closing(sqlite3.connect(daemon.db, isolation_level=None, timeout=30)) as locker:
+        locker.execute("BEGIN IMMEDIATE")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            posting = pool.submit(recorder.post)
+            count, seconds = wait_until(lambda: (w := waits())[0] >= 1 and w, timeout=10, what="a wait counted")
+            assert seconds > 0
+            locker.execute("ROLLBACK")
+            assert posting.result().status_code == 202  # it waited on the writer thread, then committed
+    assert recorder.post().status_code == 202
+    assert waits() == (count, seconds)  # the lock is free again: nothing more
+    assert stored_ids(daemon.db) == set(recorder.accepted) and len(recorder.accepted) == 3

@@ -83,6 +83,11 @@ def control_get(db: str, endpoint: str) -> httpx.Response:
         return client.get(endpoint)
 
 
+def metric(text: str, line_start: str) -> float:
+    """The value on the first line of a ``/metrics`` text that starts with ``line_start``."""
+    return float(next(line for line in text.splitlines() if line.startswith(line_start)).rsplit(" ", 1)[1])
+
+
 def make_dead_letter(daemon, processors) -> str:
     """A genuine dead letter: default failing, the daemon started with ``--max-age 1``."""
     processors.set("default", failure=True)
