@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import uuid
 
 import trio
@@ -37,10 +38,18 @@ log = logging.getLogger("rinha.serve")
 #: The collector's generation thresholds. Each request allocates a few dozen objects and almost
 #: none survive it; the default (700, 10, 10) ran a young collection every ~20 requests.
 GC_THRESHOLDS = (20_000, 20, 50)
+#: Seconds a thread waiting for the GIL lets the running one keep it (Python's default: 5 ms).
+#: SQLite gives the GIL up inside every statement; when the store writer's thread or a reader
+#: thread takes it then, the event loop, SQLite's write lock in hand, waited up to 5 ms to run
+#: its next statement, and the other processes waited for the lock behind it. Contest profile
+#: at 1,100 VUs, five pairs alternated (``benchmarks/README.md``): api accepts over 5 ms
+#: 158/200/206/134 -> 126/119/151/184 (one more pair: a host stall in the baseline run).
+SWITCH_INTERVAL = 0.0002
 
 
 async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     trio.lowlevel.add_instrument(stalls.WATCH)
     instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     store = open_store(config.db)
