@@ -36,7 +36,7 @@ from urllib.parse import parse_qs
 import trio
 
 from rinha.clock import InstantError, iso_from_ms, now_ms, parse_instant_us
-from rinha.daemon import metrics, stalls
+from rinha.daemon import metrics, stalls, store_writer
 from rinha.daemon.health import LEASE_NAME as HEALTH_LEASE
 from rinha.daemon.housekeeping import ALIVE_MS
 from rinha.money import format_cents
@@ -380,6 +380,7 @@ class ControlApp:
               "Of those, committed on the event loop (the rest waited for the lock or were bulk ops).",
               self.writer.inline_batches),
             m("rinha_store_failing", "gauge", "1 while this instance's store writes fail.", int(self.writer.failing)),
+            store_writer.DEFERRED_WRITES.render(),
         ]
         lock_waits = getattr(self.writer.store, "loop_lock_waits", None)  # SQLite's; not PostgreSQL's
         if lock_waits is not None:

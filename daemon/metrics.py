@@ -1,9 +1,10 @@
 """Metrics in the Prometheus text format (version 0.0.4), hand-written and tiny.
 
-The only metric fed on the payment path is :data:`INTAKE_LATENCY`, a histogram with fixed
+The only metric fed on every payment is :data:`INTAKE_LATENCY`, a histogram with fixed
 buckets: :meth:`Histogram.observe` is one bisect and two additions (well under a microsecond),
-and :func:`timed` wraps ``Intake.accept`` with it. Everything else is read when ``/metrics`` is
-scraped, from counters the daemon keeps anyway and from the store (see ``rinha.daemon.control``).
+and :func:`timed` wraps ``Intake.accept`` with it (the store writer feeds another, on the rare
+writes that cannot commit at once). Everything else is read when ``/metrics`` is scraped, from
+counters the daemon keeps anyway and from the store (see ``rinha.daemon.control``).
 """
 
 from __future__ import annotations

@@ -69,6 +69,9 @@ def test_status_health_and_metrics_of_a_running_daemon(daemon_factory, processor
     # SQLite's lock waits (counted in tests/test_store_faults.py); PostgreSQL has no such lock
     for name in ("rinha_store_lock_waits_total", "rinha_store_lock_wait_seconds_total"):
         assert (f"\n{name} " in text) == ("://" not in daemon.db), name
+    deferred = metric(text, "rinha_store_deferred_write_seconds_count")
+    assert deferred == metric(text, 'rinha_store_deferred_write_seconds_bucket{le="+Inf"}')
+    assert deferred >= (3 if "://" in daemon.db else 0)  # PostgreSQL: every awaited write, the 3 accepts among them
     assert control_get(daemon.db, "/nowhere").status_code == 404
 
 

@@ -43,6 +43,7 @@ import resource
 import sqlite3
 import subprocess
 import tempfile
+import time
 import uuid
 from contextlib import closing
 from pathlib import Path
@@ -301,18 +302,30 @@ def test_the_event_loop_counts_its_waits_for_the_write_lock_another_process_hold
         text = control_get(daemon.db, "/metrics").text
         return metric(text, "rinha_store_lock_waits_total"), metric(text, "rinha_store_lock_wait_seconds_total")
 
+    def deferred() -> tuple[float, float]:
+        """The writes that went to the writer thread: how many, and how long they waited in all."""
+        text = control_get(daemon.db, "/metrics").text
+        return metric(text, "rinha_store_deferred_write_seconds_count"), metric(text, "rinha_store_deferred_write_seconds_sum")
+
     recorder = Recorder(daemon.url)
     assert recorder.post().status_code == 202
     assert waits() == (0, 0)  # a free lock is no wait
+    before, waited_before = deferred()  # bulk writes (housekeeping) always go to the thread
     with closing(sqlite3.connect(daemon.db, isolation_level=None, timeout=30)) as locker:
         locker.execute("BEGIN IMMEDIATE")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             posting = pool.submit(recorder.post)
             wait_until(lambda: waits()[0] >= 1, timeout=10, what="a wait counted")
+            # The loop counts a wait as it gives up and hands the accept to the writer thread, in
+            # the same turn: when /metrics (served by that loop) shows it, the hand-off is done.
+            handed_off_by = time.monotonic()
             locker.execute("ROLLBACK")
+            released_at = time.monotonic()
             assert posting.result().status_code == 202  # it waited on the writer thread, then committed
     count, seconds = waits()  # read after the release: a heartbeat may have waited for the lock too
     assert count >= 1 and seconds > 0
+    handed_off, waited = deferred()
+    assert handed_off >= before + 1 and waited - waited_before >= released_at - handed_off_by  # it waited out the lock
     assert recorder.post().status_code == 202
     assert waits() == (count, seconds)  # the lock is free again: nothing more
     assert stored_ids(daemon.db) == set(recorder.accepted) and len(recorder.accepted) == 3
