@@ -144,7 +144,7 @@ def stack_factory(db_url):
             # reported as dying "while starting" (a race CI hit once).
             return f"ready: http://localhost:{port} " in service.log_text()
 
-        wait_until(ready, timeout=60, what="the stack answering through nginx")
+        wait_until(ready, timeout=60, what="the supervisor's ready line")
         return stack
 
     yield start
