@@ -298,14 +298,16 @@ def test_the_event_loop_counts_its_waits_for_the_write_lock_another_process_hold
     daemon = daemon_factory("--roles", "api")
     wait_for_control(daemon.db)
 
-    def waits() -> tuple[float, float]:
+    def read(*names: str) -> tuple[float, ...]:
         text = control_get(daemon.db, "/metrics").text
-        return metric(text, "rinha_store_lock_waits_total"), metric(text, "rinha_store_lock_wait_seconds_total")
+        return tuple(metric(text, name) for name in names)
 
-    def deferred() -> tuple[float, float]:
+    def waits() -> tuple[float, ...]:
+        return read("rinha_store_lock_waits_total", "rinha_store_lock_wait_seconds_total")
+
+    def deferred() -> tuple[float, ...]:
         """The writes that went to the writer thread: how many, and how long they waited in all."""
-        text = control_get(daemon.db, "/metrics").text
-        return metric(text, "rinha_store_deferred_write_seconds_count"), metric(text, "rinha_store_deferred_write_seconds_sum")
+        return read("rinha_store_deferred_write_seconds_count", "rinha_store_deferred_write_seconds_sum")
 
     recorder = Recorder(daemon.url)
     assert recorder.post().status_code == 202
@@ -316,8 +318,9 @@ def test_the_event_loop_counts_its_waits_for_the_write_lock_another_process_hold
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             posting = pool.submit(recorder.post)
             wait_until(lambda: waits()[0] >= 1, timeout=10, what="a wait counted")
-            # The loop counts a wait as it gives up and hands the accept to the writer thread, in
-            # the same turn: when /metrics (served by that loop) shows it, the hand-off is done.
+            # The loop counts a wait as it gives up and hands that write (the accept, or a
+            # heartbeat) to the writer thread, in the same turn: when /metrics (served by that
+            # loop) shows it, a write is on the thread until the lock is released.
             handed_off_by = time.monotonic()
             locker.execute("ROLLBACK")
             released_at = time.monotonic()
@@ -325,7 +328,7 @@ def test_the_event_loop_counts_its_waits_for_the_write_lock_another_process_hold
     count, seconds = waits()  # read after the release: a heartbeat may have waited for the lock too
     assert count >= 1 and seconds > 0
     handed_off, waited = deferred()
-    assert handed_off >= before + 1 and waited - waited_before >= released_at - handed_off_by  # it waited out the lock
+    assert handed_off >= before + 1 and waited - waited_before >= released_at - handed_off_by  # waited out the lock
     assert recorder.post().status_code == 202
     assert waits() == (count, seconds)  # the lock is free again: nothing more
     assert stored_ids(daemon.db) == set(recorder.accepted) and len(recorder.accepted) == 3
