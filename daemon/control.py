@@ -154,11 +154,11 @@ def dead_letter_json(row: dict) -> dict:
 
 class ControlApp:
     """The control plane's ASGI app. Any of ``dispatcher``, ``intake``, ``monitor`` may be None
-    (that role does not run in this instance)."""
+    (that role does not run in this instance); ``mover`` is None on PostgreSQL."""
 
     def __init__(self, *, store, writer, instance: str, roles: frozenset[str], policy: str, control: str,
                  default_url: str, fallback_url: str, dispatcher=None, intake=None, monitor=None,
-                 started_at_ms: int | None = None):
+                 mover=None, started_at_ms: int | None = None):
         self.store = store
         self.writer = writer
         self.instance = instance
@@ -169,6 +169,7 @@ class ControlApp:
         self.dispatcher = dispatcher
         self.intake = intake
         self.monitor = monitor
+        self.mover = mover
         self.started_at_ms = started_at_ms or now_ms()
         self._processors: dict[str, Processor] | None = None
         self._routes = {
@@ -262,7 +263,17 @@ class ControlApp:
             ],
             "store": {"writerBatches": self.writer.batches, "writerInlineBatches": self.writer.inline_batches,
                       "writerFailing": self.writer.failing},
+            "journal": self._journal_json(),
         }
+
+    def _journal_json(self) -> dict | None:
+        mover = self.mover
+        if mover is None:
+            return None
+        journal = mover.journal
+        return {"path": None if journal is None else journal.path,
+                "pending": None if journal is None else journal.pending(),
+                "moved": mover.moved, "swept": mover.swept, "conflicts": mover.conflicts, "failing": mover.failing}
 
     async def health(self, query, body):
         health, lease = await trio.to_thread.run_sync(lambda: (self.store.health(), self.store.lease_holder(HEALTH_LEASE)))
@@ -398,6 +409,27 @@ class ControlApp:
               "Of the event loop's stalls, seconds its thread was off a CPU (waiting for a core, the GIL or a "
               "blocking call); the rest was this process's own work.", stalls.WATCH.off_cpu_seconds),
         ]
+        mover = self.mover
+        if mover is not None:
+            if mover.journal is not None:
+                parts += [
+                    m("rinha_journal_pending", "gauge",
+                      "Payments this instance accepted into its intake journal and not yet moved into the store.",
+                      mover.journal.pending()),
+                    m("rinha_journal_moved_total", "counter",
+                      "Payments moved from this instance's intake journal into the store.", mover.moved),
+                ]
+            parts += [
+                m("rinha_journal_swept_total", "counter",
+                  "Payments this instance moved into the store from the intake journals of stopped instances.",
+                  mover.swept),
+                m("rinha_journal_conflicts_total", "counter",
+                  "Journaled payments the store already held with another amount (two instances accepted one "
+                  "correlationId with two amounts at once); the store keeps the first, the other is not paid.",
+                  mover.conflicts),
+                m("rinha_journal_failing", "gauge", "1 while moving intake journals into the store fails.",
+                  int(mover.failing)),
+            ]
         if intake is not None:
             parts.append(m("rinha_accepted_total", "counter", "Payments accepted (202) by this instance.", intake.accepted))
             parts.append(metrics.INTAKE_LATENCY.render())
@@ -562,7 +594,7 @@ async def serve_control(path: str, app: ControlApp, *, task_status=trio.TASK_STA
 
 
 async def start_operations(nursery: trio.Nursery, config, instance: str, store, writer, dispatcher=None, intake=None,
-                           monitor=None) -> ControlApp | None:
+                           monitor=None, mover=None) -> ControlApp | None:
     """Start what operators use, in the daemon's nursery: the instance heartbeat, the pruning
     of old attempts and (unless disabled) the control plane. Returns the app, if served."""
     from rinha.daemon.housekeeping import heartbeat, prune_attempts
@@ -579,7 +611,7 @@ async def start_operations(nursery: trio.Nursery, config, instance: str, store, 
         app = ControlApp(store=store, writer=writer, instance=instance, roles=config.roles, policy=config.policy,
                          control=os.path.abspath(control), default_url=config.default_url,
                          fallback_url=config.fallback_url, dispatcher=dispatcher, intake=intake, monitor=monitor,
-                         started_at_ms=started_at_ms)
+                         mover=mover, started_at_ms=started_at_ms)
         if await nursery.start(serve_control, control, app) is None:
             app = None
         else:

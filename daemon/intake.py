@@ -8,6 +8,7 @@ otherwise a dispatching instance claims it from the store.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from urllib.parse import parse_qs
 
 import trio
@@ -21,6 +22,7 @@ from rinha.http.server import Request
 from rinha.payment import PaymentError, parse_payment
 from rinha.store import Store
 from rinha.store.base import ACCEPT, PURGE
+from rinha.store.journal import IntakeJournal
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,10 @@ _FAR_PAST, _FAR_FUTURE = -(2**62), 2**62
 
 
 class Intake:
-    def __init__(self, writer: StoreWriter, store: Store, dispatcher: Dispatcher | None):
+    def __init__(self, writer: StoreWriter, store: Store, dispatcher: Dispatcher | None,
+                 journal: IntakeJournal | None = None):
         self.writer = writer
+        self.journal = journal
         self.store = store
         self.dispatcher = dispatcher
         self.accepted = 0
@@ -82,6 +86,16 @@ class Intake:
             payment = parse_payment(request.body)
         except PaymentError as exc:
             return json_response(400, {"error": exc.message, "field": exc.field})
+        if self.journal is not None:
+            try:
+                result = self.journal.accept(payment.correlation_id, payment.amount_cents, now_ms())
+            except sqlite3.Error as exc:
+                log.error("intake journal write failed: %s", exc)
+                return STORE_DOWN
+            if result == "new":
+                self.accepted += 1
+                return ACCEPTED
+            return ALREADY_ACCEPTED if result == "same" else CONFLICT
         dispatcher = self.dispatcher
         owner, lease = dispatcher.owner_lease() if dispatcher is not None else (None, 0)
         accepted_at = now_ms()

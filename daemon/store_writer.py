@@ -70,10 +70,10 @@ _CHECKPOINT_EVERY = 0.25
 
 
 #: Awaited writes that did not commit on the spot, and how long their callers waited. On
-#: SQLite, besides the bulk writes, these are the accepts that met the write lock held by
-#: another process (or followed such a one to the thread): at 1,100 VUs, 2 % of an api
-#: instance's accepts and most of those over 5 ms (``benchmarks/README.md``). On PostgreSQL,
-#: every awaited write.
+#: SQLite, besides the bulk writes, these are the writes that met the write lock held by
+#: another process (or followed such a one to the thread): before intake-only instances had a
+#: journal (``rinha.store.journal``), 2 % of their accepts at 1,100 VUs and most of those over
+#: 5 ms (``benchmarks/README.md``). On PostgreSQL, every awaited write.
 DEFERRED_WRITES = Histogram(
     "rinha_store_deferred_write_seconds",
     "Writes a caller waited for that did not commit on the event loop at once (bulk writes, the write lock "

@@ -294,8 +294,10 @@ def test_a_payment_rerouted_while_the_store_is_locked_waits_for_it_instead_of_cr
 
 def test_the_event_loop_counts_its_waits_for_the_write_lock_another_process_holds(daemon_factory, processors):
     """`/metrics` tells how often, and how long, the event loop's commits found the shared store's
-    write lock held by another process: time in which the instance answered nobody."""
-    daemon = daemon_factory("--roles", "api")
+    write lock held by another process: time in which the instance answered nobody. (An instance
+    with a dispatcher commits its accepts to the store; an intake-only one to its journal, which
+    no other process locks: tests/test_intake_journal.py.)"""
+    daemon = daemon_factory("--roles", "api,dispatch")
     wait_for_control(daemon.db)
 
     def read(*names: str) -> tuple[float, ...]:

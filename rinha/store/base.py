@@ -26,6 +26,11 @@ from rinha.money import format_cents
 
 # Op kinds
 ACCEPT = "accept"  # (correlation_id, amount_cents, accepted_at_ms, owner|None, lease_until_ms) → "new" | "same" | "conflict"
+#: (rows,) → (new, conflicts): payments an intake journal accepted (``rinha.store.journal``),
+#: rows of (seq, correlation_id, amount_cents, accepted_at_ms), into the store unowned, as ACCEPT
+#: would; those accepted before the latest purge are dropped. Returns how many were new to the
+#: store and the ids it held with another amount.
+ADMIT = "admit"
 PAID = "paid"  # (correlation_id, processor, requested_at, requested_at_us, paid_at_ms, attempts) → None
 PIN = "pin"  # (correlation_id, processor, ambiguous) → None
 #: (correlation_id, processor, owner) → bool: bind a pending payment to ``processor``, not

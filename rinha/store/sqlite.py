@@ -17,6 +17,7 @@ import threading
 
 from rinha.store.base import (
     ACCEPT,
+    ADMIT,
     ATTEMPT,
     CLAIM,
     DEAD,
@@ -360,6 +361,20 @@ def _accept(conn: sqlite3.Connection, correlation_id: str, cents: int, at_ms: in
     return "same" if stored == cents else "conflict"
 
 
+def _admit(conn: sqlite3.Connection, rows: list[tuple]) -> tuple[int, list[str]]:
+    mark = conn.execute("SELECT until_ms FROM leases WHERE name = 'purged'").fetchone()
+    purged_at = mark[0] if mark else 0
+    new, conflicts = 0, []
+    for _seq, correlation_id, cents, at_ms in rows:
+        if at_ms >= purged_at:
+            outcome = _accept(conn, correlation_id, cents, at_ms, None, 0)
+            if outcome == "new":
+                new += 1
+            elif outcome == "conflict":
+                conflicts.append(correlation_id)
+    return new, conflicts
+
+
 def _paid(conn, correlation_id, processor, requested_at, requested_at_us, paid_at_ms, attempts) -> None:
     conn.execute(_PAID, (processor, requested_at, requested_at_us, paid_at_ms, attempts, correlation_id))
 
@@ -535,6 +550,7 @@ def _heartbeat(conn, instance, roles, control, pid, started_at_ms, seen_at_ms) -
 
 _APPLY = {
     ACCEPT: _accept,
+    ADMIT: _admit,
     PAID: _paid,
     PIN: _pin,
     REBIND: _rebind,

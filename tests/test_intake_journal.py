@@ -1,0 +1,111 @@
+"""The intake journal of intake-only instances (``--roles api`` on SQLite; ``rinha.store.journal``).
+
+Real daemons on one SQLite file. What must hold: an intake-only instance answers 202 once the
+payment is in its journal, even while another process holds the store's write lock; the payment
+reaches the store by itself; a journal left by an instance killed with ``kill -9`` is moved by
+another instance and removed; a correlation id answers the same (202, 200, 409) whether the
+payment is still in the journal or already in the store; a payment accepted before a purge is
+dropped on its way to the store.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+
+import httpx
+
+from rinha.store import SQLiteStore
+from rinha.store.base import ADMIT, PURGE
+from tests.support.cli import new_id, payment_body
+from tests.support.engines import apply, migrated_store
+from tests.support.wait import wait_until
+
+
+def _stored(db: str) -> dict[str, tuple[int, str]]:
+    with closing(sqlite3.connect(db)) as conn:
+        return {cid: (cents, state) for cid, cents, state in
+                conn.execute("SELECT correlation_id, amount_cents, state FROM payments")}
+
+
+def _journals(db: str) -> list[str]:
+    folder = Path(db + ".intake")
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def _post(daemon, cid: str, amount: str = "19.90") -> int:
+    return daemon.post(payment_body(cid, amount)).status_code
+
+
+def test_an_intake_only_instance_journals_then_moves_its_payments(daemon_factory):
+    api = daemon_factory("--roles", "api")
+    ids = [new_id() for _ in range(50)]
+    assert [_post(api, cid) for cid in ids] == [202] * 50
+    wait_until(lambda: len(_stored(api.db)) == 50, timeout=10, what="the journal's payments in the store")
+    assert _stored(api.db) == {cid: (1990, "pending") for cid in ids}
+    journal = [name for name in _journals(api.db) if name.endswith(".journal")]
+    assert len(journal) == 1, _journals(api.db)
+    assert api.service.stop() == 0
+    assert _journals(api.db) == [], "a clean stop leaves no journal behind"
+
+
+def test_accepts_do_not_wait_for_the_store_lock_and_a_killed_instance_journal_is_swept(daemon_factory):
+    api = daemon_factory("--roles", "api")
+    _post(api, new_id())  # the schema is there (migrated at start); this one is moved at once
+    wait_until(lambda: len(_stored(api.db)) == 1, timeout=10, what="the first payment in the store")
+    blocker = sqlite3.connect(api.db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the store's write lock, held by this test
+    try:
+        ids = [new_id() for _ in range(20)]
+        started = time.monotonic()
+        codes = [_post(api, cid) for cid in ids]
+        took = time.monotonic() - started
+        assert codes == [202] * 20
+        assert took < 5.0, f"accepts waited for the store's lock ({took:.1f} s for 20)"
+        api.service.kill()  # kill -9: the 20 payments are only in its journal
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert len(_stored(api.db)) == 1
+    assert any(name.endswith(".journal") for name in _journals(api.db))
+    other = daemon_factory()  # any instance on the store sweeps (this one pays, too)
+    wait_until(lambda: _journals(api.db) == [], timeout=15, what="the dead instance's journal swept")
+    stored = _stored(api.db)
+    assert set(ids) <= set(stored) and len(stored) == 21
+    wait_until(lambda: all(state == "paid" for _, state in _stored(api.db).values()), timeout=15,
+               what="every payment paid")
+    assert "moved 20 payments into the store from the intake journal of a stopped instance" in other.service.log_text()
+
+
+def test_a_correlation_id_answers_alike_in_the_journal_and_in_the_store(daemon_factory):
+    one = daemon_factory("--roles", "api")
+    two = daemon_factory("--roles", "api")
+    cid = new_id()
+    assert _post(one, cid) == 202
+    assert _post(one, cid) == 200  # the journal holds it (or the store, if moved already)
+    assert _post(one, cid, "20.00") == 409
+    wait_until(lambda: cid in _stored(one.db), timeout=10, what="the payment in the store")
+    assert _post(two, cid) == 200  # the other instance finds it in the store
+    assert _post(two, cid, "20.00") == 409
+    assert _post(one, cid) == 200
+    assert _stored(one.db)[cid][0] == 1990
+
+
+def test_payments_accepted_before_a_purge_are_dropped_on_their_way_to_the_store(tmp_path):
+    db = str(tmp_path / "rinha.db")
+    store = migrated_store(db)
+    try:
+        before, at, after = new_id(), new_id(), new_id()
+        apply(store, PURGE, 1_000)
+        assert apply(store, ADMIT, [(1, before, 100, 999), (2, at, 200, 1_000), (3, after, 300, 1_001)]) == (2, [])
+        assert {cid: cents for cid, (cents, _) in _stored(db).items()} == {at: 200, after: 300}
+        # moved twice (a crash between the store's commit and the journal's delete): nothing changes
+        assert apply(store, ADMIT, [(2, at, 200, 1_000)]) == (0, [])
+        # the same id with another amount: reported, the store keeps the first
+        assert apply(store, ADMIT, [(4, after, 999, 1_002)]) == (0, [after])
+        assert _stored(db)[after] == (300, "pending")
+    finally:
+        store.close()
