@@ -37,7 +37,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from rinha.profiling.live import LiveStats
+from rinha.profiling.live import USED_PREFIXES, LiveStats
 from rinha.score import load_summary
 
 #: How often the view is refreshed and the sampler polls.
@@ -194,10 +194,12 @@ def _run(request: RunRequest, console: Console, planned: float, workdir: Path) -
 
 def _read_stream(stream: Path, stats: LiveStats, lock: threading.Lock) -> None:
     # Opening a FIFO for reading waits for its writer (k6, or _release_reader if k6 never opens it).
-    with open(stream, "r", encoding="utf-8", errors="replace") as points:
+    with open(stream, "rb", buffering=1 << 20) as points:
         for line in points:
-            with lock:
-                stats.feed(line)
+            if line.startswith(USED_PREFIXES):
+                text = line.decode("utf-8", "replace")
+                with lock:
+                    stats.feed(text)
 
 
 def _release_reader(stream: Path, reader: threading.Thread) -> None:
