@@ -20,7 +20,7 @@ import httpx
 
 from rinha.store import SQLiteStore
 from rinha.store.base import ADMIT, PURGE
-from tests.support.cli import new_id, payment_body
+from tests.support.cli import control_get, metric, new_id, payment_body, wait_for_control
 from tests.support.engines import apply, migrated_store
 from tests.support.wait import wait_until
 
@@ -109,3 +109,33 @@ def test_payments_accepted_before_a_purge_are_dropped_on_their_way_to_the_store(
         assert _stored(db)[after] == (300, "pending")
     finally:
         store.close()
+
+
+def test_the_journal_is_on_metrics_and_status(daemon_factory):
+    api = daemon_factory("--roles", "api")
+    wait_for_control(api.db)
+    ids = [new_id() for _ in range(5)]
+    assert [_post(api, cid) for cid in ids] == [202] * 5
+    wait_until(lambda: metric(control_get(api.db, "/metrics").text, "rinha_journal_moved_total") == 5, timeout=10,
+               what="five payments moved, on /metrics")
+    text = control_get(api.db, "/metrics").text
+    assert metric(text, "rinha_journal_pending") == 0
+    assert metric(text, "rinha_journal_conflicts_total") == 0 and metric(text, "rinha_journal_failing") == 0
+    journal = control_get(api.db, "/status").json()["journal"]
+    assert journal["moved"] == 5 and journal["pending"] == 0 and journal["path"].endswith(".journal")
+    assert Path(journal["path"]).exists()
+
+
+def test_a_journal_sqlite_cannot_read_is_set_aside_and_named(daemon_factory, tmp_path):
+    db = str(tmp_path / "rinha.db")
+    folder = Path(db + ".intake")
+    folder.mkdir()
+    (folder / "dead_1_abc.journal").write_bytes(b"not a database, a torn copy" * 100)
+    api = daemon_factory("--roles", "api", db_path=db)
+    wait_until(lambda: (folder / "dead_1_abc.journal.unreadable").exists(), timeout=10,
+               what="the unreadable journal renamed")
+    assert not (folder / "dead_1_abc.journal").exists()
+    assert "dead_1_abc.journal cannot be read" in api.service.log_text()
+    cid = new_id()
+    assert _post(api, cid) == 202  # the instance goes on, and its own journal moves
+    wait_until(lambda: cid in _stored(db), timeout=10, what="a payment moved after the sweep")
