@@ -72,7 +72,10 @@ class JournalMover:
             try:
                 if journal is not None:
                     while journal.pending() > 0:
-                        self.moved += journal.move(self._admit)
+                        moved = journal.move(self._admit)
+                        if not moved:
+                            break
+                        self.moved += moved
                         last_busy = now
                     if now >= next_forget or stopping:
                         journal.forget_moved()

@@ -34,6 +34,8 @@ import os
 import re
 import sqlite3
 
+from rinha.store.sqlite import begin_immediate
+
 log = logging.getLogger(__name__)
 
 _SCHEMA = (
@@ -54,6 +56,8 @@ _FORGET = "DELETE FROM accepts WHERE seq < ?"
 #: write lock, so a backlog (a journal swept after a crash) moves in bounded bites.
 MOVE_LIMIT = 256
 _SUFFIX = ".journal"
+#: Seconds an accept waits for the journal's lock before it fails (503): only the mover takes it.
+_PATIENCE = 5.0
 
 
 def journal_dir(db: str) -> str:
@@ -106,6 +110,7 @@ class IntakeJournal:
         self._loop = _connect(self.path)
         self._loop.execute("PRAGMA wal_autocheckpoint = 0")  # the mover checkpoints, off the loop
         self._loop.execute(_SCHEMA)
+        self._loop.execute("PRAGMA busy_timeout = 0")  # accept waits in begin_immediate's naps
         self._mover = _connect(self.path)
         #: The loop's reads of the shared store (is this correlation id there already?).
         self._store = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=1.0)
@@ -118,7 +123,10 @@ class IntakeJournal:
         """Commit a payment to the journal: "new"; or "same" / "conflict" if the journal or the
         store holds that correlation id already (same amount or not). Raises sqlite3 errors."""
         conn = self._loop
-        conn.execute("BEGIN IMMEDIATE")  # the mover holds it only to forget moved rows
+        # The mover takes the journal's lock only to forget moved rows, for a fraction of a
+        # millisecond: wait for it in short naps (SQLite's own handler sleeps 1 ms at least).
+        if not begin_immediate(conn, _PATIENCE):
+            raise sqlite3.OperationalError(f"intake journal {self.path} locked for over {_PATIENCE:g} s")
         try:
             cursor = conn.execute(_INSERT, (correlation_id, amount_cents, accepted_at_ms))
             if cursor.rowcount == 1:

@@ -159,7 +159,7 @@ class SQLiteStore:
     def apply(self, ops: list[Op]) -> None:
         conn = self.connection()
         if not getattr(self._local, "napping", False):
-            conn.execute("PRAGMA busy_timeout = 0")  # waits are _begin_immediate's, in short naps
+            conn.execute("PRAGMA busy_timeout = 0")  # waits are begin_immediate's, in short naps
             self._local.napping = True
         if not _transaction(conn, ops, _BUSY_TIMEOUT_MS / 1000):
             raise sqlite3.OperationalError("database is locked (another process held it too long)")
@@ -304,7 +304,7 @@ class SQLiteStore:
 
     def add_profile_run(self, run: ProfileRun) -> int:
         conn = self.connection()
-        if not _begin_immediate(conn, _BUSY_TIMEOUT_MS / 1000):
+        if not begin_immediate(conn, _BUSY_TIMEOUT_MS / 1000):
             raise sqlite3.OperationalError("database is locked (another process held it too long)")
         try:
             if run.baseline:
@@ -340,7 +340,7 @@ class SQLiteStore:
 
     def mark_baseline(self, run_id: int) -> bool:
         conn = self.connection()
-        if not _begin_immediate(conn, _BUSY_TIMEOUT_MS / 1000):
+        if not begin_immediate(conn, _BUSY_TIMEOUT_MS / 1000):
             raise sqlite3.OperationalError("database is locked (another process held it too long)")
         try:
             row = conn.execute("SELECT profile FROM profile_runs WHERE id = ?", (run_id,)).fetchone()
@@ -386,7 +386,7 @@ def _pin(conn, correlation_id, processor, ambiguous) -> None:
 def _transaction(conn: sqlite3.Connection, ops: list[Op], patience: float, waits: LockWaits | None = None) -> bool:
     """Apply ``ops`` in one write transaction; False (nothing applied) if another process held
     the write lock for longer than ``patience`` seconds. Raises (rolled back) if an op failed."""
-    if not _begin_immediate(conn, patience, waits):
+    if not begin_immediate(conn, patience, waits):
         return False
     try:
         for op in ops:
@@ -398,7 +398,7 @@ def _transaction(conn: sqlite3.Connection, ops: list[Op], patience: float, waits
     return True
 
 
-def _begin_immediate(conn: sqlite3.Connection, patience: float, waits: LockWaits | None = None) -> bool:
+def begin_immediate(conn: sqlite3.Connection, patience: float, waits: LockWaits | None = None) -> bool:
     """``BEGIN IMMEDIATE``, waiting up to ``patience`` seconds, in short naps, while another
     process holds the write lock; False if it still does. A wait is added to ``waits``.
 
