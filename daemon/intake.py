@@ -53,6 +53,7 @@ class Intake:
                  journal: IntakeJournal | None = None):
         self.writer = writer
         self.journal = journal
+        self.journal_failing = False
         self.store = store
         self.dispatcher = dispatcher
         self.accepted = 0
@@ -86,23 +87,26 @@ class Intake:
             payment = parse_payment(request.body)
         except PaymentError as exc:
             return json_response(400, {"error": exc.message, "field": exc.field})
-        if self.journal is not None:
-            try:
-                result = self.journal.accept(payment.correlation_id, payment.amount_cents, now_ms())
-            except sqlite3.Error as exc:
-                log.error("intake journal write failed: %s", exc)
-                return STORE_DOWN
-            if result == "new":
-                self.accepted += 1
-                return ACCEPTED
-            return ALREADY_ACCEPTED if result == "same" else CONFLICT
         dispatcher = self.dispatcher
-        owner, lease = dispatcher.owner_lease() if dispatcher is not None else (None, 0)
         accepted_at = now_ms()
-        try:
-            result = await self.writer.write(ACCEPT, payment.correlation_id, payment.amount_cents, accepted_at, owner, lease)
-        except StoreUnavailable:
-            return STORE_DOWN
+        if self.journal is not None:  # intake-only on SQLite: no dispatcher here (rinha.store.journal)
+            try:
+                result = self.journal.accept(payment.correlation_id, payment.amount_cents, accepted_at)
+            except sqlite3.Error as exc:
+                if not self.journal_failing:  # once per outage: a full disk would flood the log
+                    log.error("intake journal write failed (answering 503 until it works again): %s", exc)
+                    self.journal_failing = True
+                return STORE_DOWN
+            if self.journal_failing:
+                log.warning("intake journal writes recovered")
+                self.journal_failing = False
+        else:
+            owner, lease = dispatcher.owner_lease() if dispatcher is not None else (None, 0)
+            try:
+                result = await self.writer.write(ACCEPT, payment.correlation_id, payment.amount_cents, accepted_at,
+                                                 owner, lease)
+            except StoreUnavailable:
+                return STORE_DOWN
         if result == "new":
             self.accepted += 1
             if dispatcher is not None:

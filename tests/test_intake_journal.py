@@ -10,25 +10,17 @@ dropped on its way to the store.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
-from contextlib import closing
 from pathlib import Path
 
-import httpx
-
-from rinha.store import SQLiteStore
 from rinha.store.base import ADMIT, PURGE
 from tests.support.cli import control_get, metric, new_id, payment_body, wait_for_control
-from tests.support.engines import apply, migrated_store
+from tests.support.engines import apply, migrated_store, query
 from tests.support.wait import wait_until
 
 
 def _stored(db: str) -> dict[str, tuple[int, str]]:
-    with closing(sqlite3.connect(db)) as conn:
-        return {cid: (cents, state) for cid, cents, state in
-                conn.execute("SELECT correlation_id, amount_cents, state FROM payments")}
+    return {cid: (cents, state) for cid, cents, state in query(db, "SELECT correlation_id, amount_cents, state FROM payments")}
 
 
 def _journals(db: str) -> list[str]:
@@ -60,11 +52,8 @@ def test_accepts_do_not_wait_for_the_store_lock_and_a_killed_instance_journal_is
     blocker.execute("BEGIN IMMEDIATE")  # the store's write lock, held by this test
     try:
         ids = [new_id() for _ in range(20)]
-        started = time.monotonic()
-        codes = [_post(api, cid) for cid in ids]
-        took = time.monotonic() - started
-        assert codes == [202] * 20
-        assert took < 5.0, f"accepts waited for the store's lock ({took:.1f} s for 20)"
+        # Committed to the store, each would wait out the 5 s busy timeout and answer 503.
+        assert [_post(api, cid) for cid in ids] == [202] * 20
         api.service.kill()  # kill -9: the 20 payments are only in its journal
     finally:
         blocker.execute("ROLLBACK")

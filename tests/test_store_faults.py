@@ -334,3 +334,28 @@ def test_the_event_loop_counts_its_waits_for_the_write_lock_another_process_hold
     assert recorder.post().status_code == 202
     assert waits() == (count, seconds)  # the lock is free again: nothing more
     assert stored_ids(daemon.db) == set(recorder.accepted) and len(recorder.accepted) == 3
+
+
+def test_an_intake_only_instance_refuses_while_its_journal_cannot_be_written_then_recovers(daemon_factory):
+    """The intake journal (``--roles api`` on SQLite) under a full disk: 503 while it lasts, nothing
+    refused is stored, every 2xx reaches the store, and the same process recovers by itself."""
+    daemon = daemon_factory("--roles", "api")
+    recorder = Recorder(daemon.url)
+    assert recorder.post().status_code == 202
+    pid = daemon.service.pid
+    limits = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, limits[1]))
+    try:
+        first = wait_until(lambda: (reply := recorder.post()).status_code == 503 and reply, timeout=20,
+                           what="a payment refused while the journal cannot be written")
+        assert_refused(first)
+        for reply in recorder.post_many(4):
+            assert_refused(reply)
+        assert daemon.service.proc.poll() is None, "the daemon died of the fault"
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
+    wait_until(lambda: recorder.post().status_code == 202, timeout=20, what="a payment accepted after the fault")
+    wait_until(lambda: set(recorder.accepted) <= stored_ids(daemon.db), timeout=20, what="every 2xx in the store")
+    assert set(recorder.refused) & stored_ids(daemon.db) == set(), "answered 503 but stored"
+    # The error line was written while the disk refused the log too; the recovery line is not.
+    assert "intake journal writes recovered" in daemon.service.log_text()

@@ -29,6 +29,7 @@ from rinha.store.base import (
     REBIND,
     PRUNE_ATTEMPTS,
     PURGE,
+    PURGED_MARK,
     RELEASE,
     RENEW,
     REQUEUE,
@@ -362,7 +363,7 @@ def _accept(conn: sqlite3.Connection, correlation_id: str, cents: int, at_ms: in
 
 
 def _admit(conn: sqlite3.Connection, rows: list[tuple]) -> tuple[int, list[str]]:
-    mark = conn.execute("SELECT until_ms FROM leases WHERE name = 'purged'").fetchone()
+    mark = conn.execute("SELECT until_ms FROM leases WHERE name = ?", (PURGED_MARK,)).fetchone()
     purged_at = mark[0] if mark else 0
     new, conflicts = 0, []
     for _seq, correlation_id, cents, at_ms in rows:
