@@ -94,7 +94,7 @@ def run(
     request = runner.RunRequest(
         profile=name, script=script, target=target, default_url=default_url, fallback_url=fallback_url, k6=k6,
         vus=vus, token=token, env=extra, control=control_socket, sample_backend=plot_path is not None,
-        live=not as_json,
+        live=not as_json, timeline=plot_path is not None,
     )
     try:
         planned = runner.planned_seconds(request)  # the script loads with these parameters

@@ -9,13 +9,15 @@ profit 380,035.872), ``lag_fallback`` (p99 41.7 ms, 746 lagging, profit 296,408.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from rinha.profiling import live, plot, profiles, runner, runs, tools
+from rinha.profiling import plot, profiles, progress, runner, runs, timeline, tools
 from rinha.profiling.compare import compare
 from rinha.score import load_summary, score
 from rinha.store.sqlite import SQLiteStore
@@ -131,7 +133,7 @@ def test_disqualification_and_a_missing_p99_are_regressions(store):
     assert [r.split(" ")[0].rstrip(":") for r in result.regressions] == ["p99", "disqualified"]
 
 
-# --- the live stream ---------------------------------------------------------------------------
+# --- the point stream (for a plot) and the live progress ---------------------------------------
 
 
 def point(metric: str, value: float, second: float, **tags) -> str:
@@ -141,11 +143,11 @@ def point(metric: str, value: float, second: float, **tags) -> str:
                       separators=(",", ":"))
 
 
-def test_live_stats_follow_phases_stages_and_latency():
-    stats = live.LiveStats()
+def test_the_timeline_follows_phases_and_latency_per_second():
+    stats = timeline.Timeline()
     stats.feed('{"type":"Metric","data":{"name":"http_reqs"},"metric":"http_reqs"}')  # declarations are skipped
     stats.feed(point("http_reqs", 1, 0.1, group="::setup", name="default PUT /admin/configurations/failure"))
-    assert stats.phase == "setup" and stats.stage == 0  # setup's reset is not a stage
+    assert stats.phase == "setup"
     for i in range(100):
         second = 1 + i / 100
         stats.feed(point("http_reqs", 1, second, scenario="payments", name="backend POST /payments"))
@@ -155,14 +157,14 @@ def test_live_stats_follow_phases_stages_and_latency():
     stats.feed(point("contest_payments_rejected", 1, 1.5, scenario="payments"))
     stats.feed(point("http_reqs", 1, 2.0, scenario="processor_stages", name="default PUT /admin/configurations/failure"))
     stats.feed(point("http_reqs", 1, 2.0, scenario="processor_stages", name="fallback PUT /admin/configurations/failure"))
-    assert (stats.phase, stats.stage) == ("load", 1)
+    assert stats.phase == "load"
     assert stats.load_start_s - stats.start_s == pytest.approx(1.0)  # the first scenario point, after setup
-    assert (stats.requests, stats.accepted, stats.rejected) == (103, 100, 1)
-    assert stats.recent_p99() == pytest.approx(99.01)  # k6's interpolation over 1..100 ms, timeouts left out
-    timeline = stats.timeline()
-    assert [row["t"] for row in timeline] == [0, 1, 2]
-    assert timeline[1]["accepted"] == 100 and timeline[1]["max"] == 100.0 and timeline[1]["p50"] == 50.5
-    assert timeline[-1]["accepted_total"] == 100 and timeline[-1]["rejected_total"] == 1
+    rows = stats.rows()
+    assert [row["t"] for row in rows] == [0, 1, 2]
+    assert [row["requests"] for row in rows] == [1, 100, 2]
+    assert rows[1]["accepted"] == 100 and rows[1]["max"] == 100.0 and rows[1]["p50"] == 50.5
+    assert rows[1]["p99"] == pytest.approx(99.01)  # k6's interpolation over 1..100 ms, the timeout left out
+    assert rows[-1]["accepted_total"] == 100 and rows[-1]["rejected_total"] == 1
     stats.feed(point("http_reqs", 1, 3.0, group="::teardown", name="backend GET /payments-summary"))
     assert stats.phase == "teardown"
     stats.feed('{"metric":"http_reqs","type":"Point","data":{"time":"yesterday"}}')
@@ -170,9 +172,97 @@ def test_live_stats_follow_phases_stages_and_latency():
 
 
 def test_percentiles_interpolate_like_k6():
-    assert live.percentile([], 99) is None
-    assert live.percentile([7.0], 99) == 7.0
-    assert live.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert timeline.percentile([], 99) is None
+    assert timeline.percentile([7.0], 99) == 7.0
+    assert timeline.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+
+
+def k6_metric(metric_id: str, **sample) -> dict:
+    """A ``GET /v1/metrics/{id}`` answer of k6's REST API (its shape in k6 1.1)."""
+    return {"data": {"type": "metrics", "id": metric_id, "attributes": {"type": "counter", "sample": sample}}}
+
+
+def k6_status(code: int) -> dict:
+    return {"data": {"type": "status", "id": "default", "attributes": {"status": code, "running": True}}}
+
+
+def test_progress_reads_k6s_rest_api_answers():
+    assert progress.from_api(k6_status(3), {}) == progress.Progress()  # k6 starting: nothing counted yet
+    assert progress.from_api(k6_status(6), {}).phase == "setup"
+    during = progress.from_api(k6_status(7), {
+        "requests": k6_metric("http_reqs", count=1203, rate=400.1),
+        "accepted": k6_metric("contest_payments_accepted", count=1190, rate=396.0),
+        "rejected": None,  # no payment rejected: k6 has no such metric yet (404)
+        "stages": k6_metric("contest_processor_stages", count=2, rate=0.1),
+        "latency": k6_metric("http_req_duration{expected_response:true}", avg=1.1, max=9.5, med=0.9,
+                             min=0.2, **{"p(90)": 2.0, "p(95)": 3.25}),
+    })
+    assert during == progress.Progress(phase="load", stage=2, requests=1203, accepted=1190, rejected=0,
+                                       p95=3.25, max=9.5)
+    assert progress.from_api(k6_status(8), {}).phase == "teardown"
+
+
+def counting_script(tmp_path, seconds: int) -> Path:
+    """A k6 script with the metrics the live view reads: each iteration one accepted payment, and
+    one request to k6's own API if its address is given as ``API``."""
+    script = tmp_path / "progress.js"
+    script.write_text(
+        'import http from "k6/http";\n'
+        'import { sleep } from "k6";\n'
+        'import { Counter } from "k6/metrics";\n'
+        'const accepted = new Counter("contest_payments_accepted");\n'
+        f'export const options = {{ vus: 2, duration: "{seconds}s" }};\n'
+        'export default function () {\n'
+        '  if (__ENV.API) http.get(`http://${__ENV.API}/v1/status`);\n'
+        '  accepted.add(1);\n'
+        '  sleep(0.05);\n'
+        '}\n')
+    return script
+
+
+def test_progress_reads_a_real_k6s_api_and_the_address_is_free(tmp_path):
+    """k6's API on a free port, read while it runs."""
+    import httpx
+
+    from tests.support.wait import wait_until
+
+    script = counting_script(tmp_path, 30)
+    api = progress.free_address()
+    proc = subprocess.Popen([tools.k6(), "run", "--quiet", "--no-usage-report", "--address", api, "-e", f"API={api}",
+                             str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=f"http://{api}", timeout=2) as client:
+            def counted():
+                now = progress.read(client)  # None until k6's API listens
+                return now if now is not None and now.accepted >= 5 else None
+
+            seen = wait_until(counted, timeout=30, what="k6's API counting payments")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert seen.phase == "load" and seen.requests >= 5 and seen.rejected == 0 and seen.stage == 0
+    assert seen.p95 is not None and 0 < seen.p95 <= seen.max
+    with httpx.Client(base_url=f"http://{api}", timeout=1) as client:
+        assert progress.read(client) is None  # k6 gone: no progress, no exception
+
+
+def test_the_terminal_view_follows_a_real_k6_run(tmp_path):
+    """runner.run with a terminal console: the rich view, fed from k6's API, is drawn to the end."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    request = runner.RunRequest(profile="counting", script=counting_script(tmp_path, 3), target="http://127.0.0.1:1",
+                                default_url="", fallback_url="", k6=tools.k6())
+    result = runner.run(request, console, planned=3.0)
+    assert result.exit_code == 0 and result.summary is None  # the script writes no summary
+    assert result.timeline == []  # no point stream without a plot
+    drawn = out.getvalue()
+    assert "rinha profile run counting" in drawn and "(done)" in drawn
+    accepted = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) accepted", drawn)]
+    assert accepted and max(accepted) > 0  # k6's counts reached the view
 
 
 # --- profiles, k6 and the plot --------------------------------------------------------------------
@@ -211,24 +301,27 @@ def test_the_k6_command_carries_the_options():
     request = runner.RunRequest(profile="contest", script=Path("/p/contest.js"), target="http://t:1",
                                 default_url="http://d:2", fallback_url="http://f:3", k6="k6", vus=40, token="tok",
                                 env={"STAGE_SECONDS": "2"})
-    command = runner.k6_command(request, "/tmp/s.fifo", "/tmp/summary.json")
+    command = runner.k6_command(request, "/tmp/summary.json", "127.0.0.1:4242")
     assert command[:2] == ["k6", "run"] and command[-1] == "/p/contest.js"
-    assert "json=/tmp/s.fifo" in command
+    assert command[command.index("--address") + 1] == "127.0.0.1:4242"
+    assert "--out" not in command  # no point stream unless a plot needs it
+    with_stream = runner.k6_command(request, "/tmp/summary.json", "127.0.0.1:4242", "/tmp/s.fifo")
+    assert with_stream[with_stream.index("--out") + 1] == "json=/tmp/s.fifo"
     pairs = {command[i + 1] for i, arg in enumerate(command) if arg == "-e"}
     assert {"TARGET=http://t:1", "DEFAULT_URL=http://d:2", "FALLBACK_URL=http://f:3", "PROCESSOR_TOKEN=tok",
             "MAX_REQUESTS=40", "STAGE_SECONDS=2", "SUMMARY_PATH=/tmp/summary.json"} == pairs
 
 
 def test_the_plot_is_a_png(tmp_path):
-    stats = live.LiveStats()
+    stats = timeline.Timeline()
     for i in range(300):
         stats.feed(point("http_req_duration", 1 + i % 7, i / 10, scenario="payments", expected_response="true"))
         stats.feed(point("contest_payments_accepted", 1, i / 10, scenario="payments"))
-    timeline = stats.timeline()
-    for row in timeline:
+    rows = stats.rows()
+    for row in rows:
         row["at"] = stats.start_s + row["t"]
     samples = [{"at": stats.start_s + t, "paid": 10 * t, "pending": 30 - t} for t in range(30)]
-    out = plot.write(tmp_path / "run.png", timeline, samples, "test run")
+    out = plot.write(tmp_path / "run.png", rows, samples, "test run")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -7,6 +7,7 @@ Nothing here asserts a time or a latency: the figures checked are counts and wha
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -89,8 +90,13 @@ def test_a_short_contest_run_through_rinha_stack_up_then_compare(tmp_path, stack
         assert label in result.stdout
     assert f"{Decimal(stored_score['profit']).quantize(Decimal('0.01')):,}" in result.stdout
     assert f"stored as run #{latest.id}" in result.stdout
-    # the plain progress lines (not a terminal here) went to stderr
-    assert "requests" in result.stderr and "accepted" in result.stderr
+    # the plain progress lines (not a terminal here) went to stderr; the last one, read from k6's API
+    # just before it ended, has the load's figures
+    last = [line for line in result.stderr.splitlines() if " s / " in line][-1]
+    figures = dict(re.findall(r"(stage|requests|accepted|rejected) (\d+)", last))
+    assert int(figures["stage"]) >= 1 and int(figures["accepted"]) > 0, last
+    assert int(figures["requests"]) >= int(figures["accepted"]) and figures["rejected"] == "0", last
+    assert re.search(r"p95 \d+\.\d\d ms", last), last
 
     compared = rinha("profile", "compare", "--db", db)
     assert compared.exit_code == 1, compared.stdout

@@ -133,6 +133,8 @@ export function profile({ name, params, startVUs, vuStages, stages, auditSeconds
   const auditPerProcessor = new Counter("contest_audit_per_processor");
   const adminErrors = new Counter("contest_admin_errors");
   const backendSummaryErrors = new Counter("contest_backend_summary_errors");
+  // Read live by `rinha profile run` (k6's REST API), not by the summary.
+  const stagesApplied = new Counter("contest_processor_stages");
   const finalCounters = {};
   for (const side of ["backend", "processor"]) {
     for (const processor of PROCESSORS) {
@@ -246,6 +248,7 @@ export function profile({ name, params, startVUs, vuStages, stages, auditSeconds
         await admin(processor, data.tokens[processor], "PUT", "/admin/configurations/failure",
           { failure: stage[processor].failure }, 200);
       }
+      stagesApplied.add(1);
     }
   }
 

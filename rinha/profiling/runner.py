@@ -1,16 +1,19 @@
 """One k6 run of a profile, as a subprocess, with a live view of its progress.
 
-k6 streams its metric points (``--out json=``) into a FIFO that a reader thread feeds to
-:class:`~rinha.profiling.live.LiveStats` (nothing of it reaches the disk: a soak run writes
-hundreds of megabytes of points). The profile's ``handleSummary`` writes the JSON summary to
-``SUMMARY_PATH`` in a temporary directory; k6's own output goes to ``k6.log`` beside it, whose
-last lines explain a failure.
+The profile's ``handleSummary`` writes the JSON summary to ``SUMMARY_PATH`` in a temporary
+directory; k6's own output goes to ``k6.log`` beside it, whose last lines explain a failure.
 
-While k6 runs, a sampler thread reads the daemon's control plane (``GET /status``: paid and
-pending payments, once a second) when its socket answers, or, for ``--plot`` without one, the
-backend's ``GET /payments-summary`` (paid only). The live view shows elapsed / planned time, the
-phase and processor stage, requests and payments, the p99 of the last seconds, and the daemon's
-queue when known. On a terminal it is a rich ``Live``; elsewhere (CI logs) a line every 10 s.
+The run costs the machine as little as it can besides k6's load, since the backend under test
+shares its cores. While k6 runs, a sampler thread, once a second, reads k6's REST API for the live
+view (:mod:`.progress`), and the daemon's control plane (``GET /status``: paid and pending
+payments) when its socket answers, or, for ``--plot`` without one, the backend's ``GET
+/payments-summary`` (paid only). Without a live view nor a plot there is no thread at all. Only a
+plot needs k6's metric points (``--out json=``, ~12 per request): k6 streams them into a FIFO that
+a reader thread feeds to :class:`~rinha.profiling.timeline.Timeline` (nothing reaches the disk).
+
+The live view shows elapsed / planned time, the phase and processor stage, requests and payments,
+the p95 and max so far, and the daemon's queue when known. On a terminal it is a rich ``Live``;
+elsewhere (CI logs) a line every 10 s.
 
 Ctrl-C stops the run the way k6 stops on one: teardown and the summary still happen (the
 summary is then stored with the note ``interrupted``); a second Ctrl-C kills k6.
@@ -37,7 +40,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from rinha.profiling.live import USED_PREFIXES, LiveStats
+from rinha.profiling import progress
+from rinha.profiling.timeline import USED_PREFIXES, Timeline
 from rinha.score import load_summary
 
 #: How often the view is refreshed and the sampler polls.
@@ -68,6 +72,7 @@ class RunRequest:
     control: str | None = None  #: the daemon's control socket to sample (if it answers)
     sample_backend: bool = False  #: without a control plane, sample the backend's summary
     live: bool = True  #: show the live view (on stderr)
+    timeline: bool = False  #: keep the per-second timeline (k6's point stream: only for a plot)
 
 
 @dataclass
@@ -80,18 +85,21 @@ class RunResult:
     planned_seconds: float | None
     interrupted: bool
     log_tail: list[str]  #: k6's last output lines
-    timeline: list[dict]  #: per second, from LiveStats.timeline(); ``at`` is epoch seconds
-    samples: list[dict]  #: {"at": epoch s, "paid", "pending" (None from the backend)}
+    timeline: list[dict]  #: per second, from Timeline.rows(); ``at`` is epoch seconds (empty unless asked)
+    samples: list[dict]  #: {"at": epoch s, "paid", "pending" (None from the backend)}; empty without a view or plot
     sampled_from: str | None  #: "control", "backend" or None
 
 
-def k6_command(request: RunRequest, stream: str, summary_path: str) -> list[str]:
-    """The ``k6 run`` command line for a request (the stream and summary files given)."""
+def k6_command(request: RunRequest, summary_path: str, api: str, stream: str | None = None) -> list[str]:
+    """The ``k6 run`` command line for a request: its summary file, its REST API's address, and the
+    file for its metric points if any."""
     env = {"TARGET": request.target, "DEFAULT_URL": request.default_url, "FALLBACK_URL": request.fallback_url,
            "PROCESSOR_TOKEN": request.token, **request.env, "SUMMARY_PATH": summary_path}
     if request.vus is not None:
         env["MAX_REQUESTS"] = str(request.vus)
-    command = [request.k6, "run", "--no-usage-report", "--quiet", "--no-color", "--out", f"json={stream}"]
+    command = [request.k6, "run", "--no-usage-report", "--quiet", "--no-color", "--address", api]
+    if stream is not None:
+        command += ["--out", f"json={stream}"]
     for key, value in env.items():
         command += ["-e", f"{key}={value}"]
     return command + [str(request.script)]
@@ -142,13 +150,16 @@ def run(request: RunRequest, console: Console | None = None, planned: float | No
 
 
 def _run(request: RunRequest, console: Console, planned: float, workdir: Path) -> RunResult:
-    stream, summary_path, log_path = workdir / "points.fifo", workdir / "summary.json", workdir / "k6.log"
-    os.mkfifo(stream)
-    stats, lock = LiveStats(), threading.Lock()
-    reader = threading.Thread(target=_read_stream, args=(stream, stats, lock), name="k6-stream", daemon=True)
-    reader.start()
-    sampler = _Sampler(request)
-    command = k6_command(request, str(stream), str(summary_path))
+    summary_path, log_path = workdir / "summary.json", workdir / "k6.log"
+    stream, reader, timeline = None, None, Timeline()
+    if request.timeline:
+        stream = workdir / "points.fifo"
+        os.mkfifo(stream)
+        reader = threading.Thread(target=_read_stream, args=(stream, timeline), name="k6-stream", daemon=True)
+        reader.start()
+    api = progress.free_address()
+    sampler = _Sampler(request, api)
+    command = k6_command(request, str(summary_path), api, None if stream is None else str(stream))
     started_at_ms = int(time.time() * 1000)
     started = time.monotonic()
     with open(log_path, "wb") as log:
@@ -156,11 +167,12 @@ def _run(request: RunRequest, console: Console, planned: float, workdir: Path) -
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         except OSError as exc:
-            _release_reader(stream, reader)
+            if reader is not None:
+                _release_reader(stream, reader)
             raise RunFailed(f"cannot start k6 ({request.k6}): {exc}") from None
     sampler.start()
     interrupted = False
-    view = _View(request, planned, stats, lock, sampler, started, console)
+    view = _View(request, planned, sampler, started, console)
     try:
         interrupted = view.follow(proc)
     finally:
@@ -168,7 +180,8 @@ def _run(request: RunRequest, console: Console, planned: float, workdir: Path) -
             proc.kill()
             proc.wait()
         sampler.stop()
-        _release_reader(stream, reader)
+        if reader is not None:
+            _release_reader(stream, reader)
     finished_at_ms = int(time.time() * 1000)
     summary, summary_text = None, None
     if summary_path.is_file():
@@ -177,29 +190,26 @@ def _run(request: RunRequest, console: Console, planned: float, workdir: Path) -
             summary = load_summary(summary_path)
         except ValueError:
             summary, summary_text = None, None
-    with lock:
-        timeline = stats.timeline()
-        start_s, load_start_s = stats.start_s, stats.load_start_s
-    for row in timeline:
-        row["at"] = (start_s or 0) + row["t"]
+    rows = timeline.rows()
+    for row in rows:
+        row["at"] = (timeline.start_s or 0) + row["t"]
     samples = sampler.samples
-    if load_start_s is not None:  # before the load, the store still held the previous run (setup purges it)
-        samples = [sample for sample in samples if sample["at"] >= load_start_s]
+    if timeline.load_start_s is not None:  # before the load, the store still held the previous run (setup purges it)
+        samples = [sample for sample in samples if sample["at"] >= timeline.load_start_s]
     return RunResult(
         summary=summary, summary_text=summary_text, exit_code=proc.returncode, started_at_ms=started_at_ms,
         finished_at_ms=finished_at_ms, planned_seconds=planned, interrupted=interrupted,
-        log_tail=_tail(log_path), timeline=timeline, samples=samples, sampled_from=sampler.source,
+        log_tail=_tail(log_path), timeline=rows, samples=samples, sampled_from=sampler.source,
     )
 
 
-def _read_stream(stream: Path, stats: LiveStats, lock: threading.Lock) -> None:
+def _read_stream(stream: Path, timeline: Timeline) -> None:
     # Opening a FIFO for reading waits for its writer (k6, or _release_reader if k6 never opens it).
+    # The timeline is read only after this thread has ended.
     with open(stream, "rb", buffering=1 << 20) as points:
         for line in points:
             if line.startswith(USED_PREFIXES):
-                text = line.decode("utf-8", "replace")
-                with lock:
-                    stats.feed(text)
+                timeline.feed(line.decode("utf-8", "replace"))
 
 
 def _release_reader(stream: Path, reader: threading.Thread) -> None:
@@ -216,18 +226,20 @@ def _release_reader(stream: Path, reader: threading.Thread) -> None:
 
 
 class _Sampler:
-    """Polls the daemon's control plane (or the backend's summary) once a second, in a thread."""
+    """Once a second, in a thread: k6's progress (for the live view) and the daemon's control plane
+    (or the backend's summary). Not started when nothing would show or keep what it reads."""
 
-    def __init__(self, request: RunRequest):
-        self.request = request
+    def __init__(self, request: RunRequest, api: str):
+        self.request, self.api = request, api
         self.samples: list[dict] = []
         self.source: str | None = None
         self.latest: dict | None = None
+        self.progress: progress.Progress | None = None  #: the latest k6 answered
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rinha-sampler", daemon=True)
 
     def start(self) -> None:
-        if self.request.control or self.request.sample_backend:
+        if self.request.live or self.request.timeline:
             self._thread.start()
 
     def stop(self) -> None:
@@ -243,8 +255,11 @@ class _Sampler:
                                                     base_url="http://rinha-control", timeout=2)))
         if self.request.sample_backend:
             clients.append(("backend", httpx.Client(base_url=self.request.target.rstrip("/"), timeout=2)))
+        k6 = httpx.Client(base_url=f"http://{self.api}", timeout=2) if self.request.live else None
         try:
             while not self._stop.is_set():
+                if k6 is not None:
+                    self.progress = progress.read(k6) or self.progress
                 for source, client in clients:
                     sample = self._sample(source, client)
                     if sample is not None:
@@ -255,7 +270,7 @@ class _Sampler:
                             break
                 self._stop.wait(_SAMPLE_S)
         finally:
-            for _, client in clients:
+            for client in [client for _, client in clients] + ([k6] if k6 is not None else []):
                 client.close()
 
     @staticmethod
@@ -276,9 +291,8 @@ class _Sampler:
 class _View:
     """The live view, refreshed until k6 exits; returns whether the run was interrupted."""
 
-    def __init__(self, request, planned, stats, lock, sampler, started, console: Console):
-        self.request, self.planned, self.stats, self.lock = request, planned, stats, lock
-        self.sampler, self.started, self.console = sampler, started, console
+    def __init__(self, request, planned, sampler, started, console: Console):
+        self.request, self.planned, self.sampler, self.started, self.console = request, planned, sampler, started, console
 
     def follow(self, proc: subprocess.Popen) -> bool:
         interrupted = False
@@ -330,35 +344,30 @@ class _View:
                                    markup=False, highlight=False)
         return True
 
-    def _figures(self) -> dict:
-        with self.lock:
-            return {"phase": self.stats.phase, "stage": self.stats.stage, "requests": self.stats.requests,
-                    "accepted": self.stats.accepted, "rejected": self.stats.rejected, "p99": self.stats.recent_p99()}
-
     def _line(self) -> str:
-        f = self._figures()
+        f = self.sampler.progress or progress.Progress()
         elapsed = time.monotonic() - self.started
-        p99 = "n/a" if f["p99"] is None else f"{f['p99']:.2f} ms"
-        text = (f"{elapsed:6.1f} s / {self.planned:.0f} s  {f['phase']}  stage {f['stage']}  "
-                f"requests {f['requests']}  accepted {f['accepted']}  rejected {f['rejected']}  p99 {p99}")
+        text = (f"{elapsed:6.1f} s / {self.planned:.0f} s  {f.phase}  stage {f.stage}  "
+                f"requests {f.requests}  accepted {f.accepted}  rejected {f.rejected}  "
+                f"p95 {_ms(f.p95)}  max {_ms(f.max)}")
         daemon = self.sampler.latest
         if daemon and daemon.get("pending") is not None and daemon.get("paid") is not None:
             text += f"  pending {daemon['pending']}  paid {daemon['paid']}"
         return text
 
     def _render(self, done: bool = False):
-        f = self._figures()
+        f = self.sampler.progress or progress.Progress()
         elapsed = time.monotonic() - self.started
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold")
         grid.add_column()
-        progress = ProgressBar(total=max(self.planned, 1.0), completed=min(elapsed, self.planned), width=40)
+        bar = ProgressBar(total=max(self.planned, 1.0), completed=min(elapsed, self.planned), width=40)
         grid.add_row("elapsed", Group(Text(f"{elapsed:.1f} s of {self.planned:.0f} s planned"
-                                           + (" (done)" if done else "")), progress))
-        grid.add_row("phase", f"{f['phase']} · processor stage {f['stage']}")
-        grid.add_row("requests", f"{f['requests']:,}")
-        grid.add_row("payments", f"{f['accepted']:,} accepted, {f['rejected']:,} rejected")
-        grid.add_row("p99", "n/a" if f["p99"] is None else f"{f['p99']:.2f} ms (last 5 s)")
+                                           + (" (done)" if done else "")), bar))
+        grid.add_row("phase", f"{f.phase} · processor stage {f.stage}")
+        grid.add_row("requests", f"{f.requests:,}")
+        grid.add_row("payments", f"{f.accepted:,} accepted, {f.rejected:,} rejected")
+        grid.add_row("latency", f"p95 {_ms(f.p95)}, max {_ms(f.max)} (so far; p99 in the summary)")
         daemon = self.sampler.latest
         if daemon is not None and daemon.get("paid") is not None:
             queue = f"{daemon['paid']:,} paid" + ("" if daemon.get("pending") is None else f", {daemon['pending']:,} pending")
@@ -367,6 +376,10 @@ class _View:
         table = Table(title=title, show_header=False, box=None)
         table.add_row(grid)
         return table
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} ms"
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")

@@ -1,9 +1,13 @@
-"""What k6's JSON output stream (``k6 run --out json=FILE``) says while a run goes.
+"""The per-second timeline of a run, from k6's JSON output stream (``k6 run --out json=FILE``).
 
-:class:`LiveStats` is fed the stream's lines (one JSON object each) and keeps what the live view
-and the plot need: requests so far, payments accepted, the processor stage reached, the phase
-(setup / load / teardown), the recent p99, and a per-second timeline. It does no I/O and is not
-thread-safe: the runner feeds it from one thread and reads it under a lock.
+Only ``rinha profile run --plot`` asks k6 for the stream: at 1,100 VUs it is ~400,000 lines
+(~110 MB) that k6 encodes and a reader thread parses, on the cores the backend under test uses.
+The live view reads k6's REST API instead (:mod:`.progress`).
+
+:class:`Timeline` is fed the stream's lines (one JSON object each) and keeps, per second,
+requests, payments accepted and rejected, and the latencies of the expected responses; and when
+the load began (after setup). It does no I/O and is not thread-safe: the runner feeds it from one
+thread and reads it after the run.
 
 Only the few metrics it uses are parsed (a cheap prefix test skips the rest: k6 writes ~12 points
 per request). Latencies are k6's ``http_req_duration`` of expected responses (2xx/3xx), the
@@ -18,20 +22,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-#: The live p99 covers this many of the latest seconds.
-RECENT_SECONDS = 5
-
 _DURATION = '{"metric":"http_req_duration",'
 _REQS = '{"metric":"http_reqs",'
 _ACCEPTED = '{"metric":"contest_payments_accepted",'
 _REJECTED = '{"metric":"contest_payments_rejected",'
-#: The lines :meth:`LiveStats.feed` uses, as bytes: a reader may skip the others undecoded (k6
+#: The lines :meth:`Timeline.feed` uses, as bytes: a reader may skip the others undecoded (k6
 #: writes ~12 points per request: 400,000 lines, ~110 MB, at 1,100 VUs; decoding and locking for
 #: each took 0.62 CPU-s of the cores the backend under test uses, skipping them 0.45).
 USED_PREFIXES = tuple(prefix.encode() for prefix in (_DURATION, _REQS, _ACCEPTED, _REJECTED))
-#: A stage change is announced by the default processor's failure flag being set (contest.js and
-#: lib/harness.js both do it once per stage, from the scenario ``processor_stages``).
-_STAGE_REQUEST = "default PUT /admin/configurations/failure"
 
 
 def percentile(sorted_values: list[float], p: float) -> float | None:
@@ -55,11 +53,7 @@ class Second:
 
 
 @dataclass
-class LiveStats:
-    requests: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    stage: int = 0  #: processor stages applied so far (0: none yet)
+class Timeline:
     phase: str = "starting"  #: starting | setup | load | teardown
     seconds: dict[int, Second] = field(default_factory=dict)
     start_s: float | None = None  #: k6's clock (epoch seconds) at its first point
@@ -91,27 +85,13 @@ class LiveStats:
             if tags.get("expected_response") == "true":
                 second.latencies.append(float(point["value"]))
         elif kind == "reqs":
-            self.requests += 1
             second.requests += 1
-            if tags.get("scenario") == "processor_stages" and tags.get("name") == _STAGE_REQUEST:
-                self.stage += 1
         elif kind == "accepted":
-            self.accepted += 1
             second.accepted += 1
         else:
-            self.rejected += 1
             second.rejected += 1
 
-    def recent_p99(self) -> float | None:
-        """p99 (ms) of the expected responses of the latest :data:`RECENT_SECONDS` seconds."""
-        if not self.seconds:
-            return None
-        last = max(self.seconds)
-        values = sorted(v for s in range(last - RECENT_SECONDS + 1, last + 1)
-                        for v in self.seconds.get(s, Second()).latencies)
-        return percentile(values, 99)
-
-    def timeline(self) -> list[dict]:
+    def rows(self) -> list[dict]:
         """Per second from the first point: t (s), requests, accepted and rejected (in that second
         and cumulative), p50/p99/max latency (ms, None without responses)."""
         rows, accepted, rejected = [], 0, 0
