@@ -130,7 +130,22 @@ def render_status(data: dict) -> Group:
     for row in data["instances"]:
         instances.add_row(row["instance"], ",".join(row["roles"]), str(row["pid"] or "-"), row["control"] or "-",
                           row["seenAt"], "alive" if row["alive"] else "gone", style=None if row["alive"] else "dim")
-    return Group(head, queue_table, render_health(data), instances)
+    parts = [head, queue_table]
+    journal = data.get("journal")
+    if journal is not None and journal.get("path") is not None:
+        parts.append(_journal_line(journal))
+    return Group(*parts, render_health(data), instances)
+
+
+def _journal_line(journal: dict) -> Text:
+    """This instance's intake journal: what is not yet in the store (so not in the counts above)."""
+    failing = journal["failing"]
+    line = Text(f"intake journal: {journal['pending']} not yet in the store (moving every few ms), "
+                f"{journal['moved']} moved, {journal['swept']} swept from dead instances, "
+                f"{journal['conflicts']} conflicts  ({journal['path']})", style="red" if failing else None)
+    if failing:
+        line.append("  FAILING: the store refuses the moves (see the daemon's log)")
+    return line
 
 
 def render_health(data: dict) -> Group:

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 
 from rinha.store.base import ADMIT, PURGE
-from tests.support.cli import control_get, metric, new_id, payment_body, wait_for_control
+from tests.support.cli import control_get, metric, new_id, payment_body, rinha, wait_for_control
 from tests.support.engines import apply, migrated_store, query
 from tests.support.wait import wait_until
 
@@ -113,6 +113,9 @@ def test_the_journal_is_on_metrics_and_status(daemon_factory):
     journal = control_get(api.db, "/status").json()["journal"]
     assert journal["moved"] == 5 and journal["pending"] == 0 and journal["path"].endswith(".journal")
     assert Path(journal["path"]).exists()
+    table = rinha("status", "--db", api.db)
+    assert table.exit_code == 0, table.stderr
+    assert "intake journal: 0 not yet in the store" in table.stdout and "5 moved" in table.stdout
 
 
 def test_a_journal_sqlite_cannot_read_is_set_aside_and_named(daemon_factory, tmp_path):
