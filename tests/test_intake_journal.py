@@ -46,7 +46,8 @@ def test_an_intake_only_instance_journals_then_moves_its_payments(daemon_factory
 
 def test_accepts_do_not_wait_for_the_store_lock_and_a_killed_instance_journal_is_swept(daemon_factory):
     api = daemon_factory("--roles", "api")
-    _post(api, new_id())  # the schema is there (migrated at start); this one is moved at once
+    first = new_id()
+    _post(api, first)  # the schema is there (migrated at start); this one is moved at once
     wait_until(lambda: len(_stored(api.db)) == 1, timeout=10, what="the first payment in the store")
     blocker = sqlite3.connect(api.db, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # the store's write lock, held by this test
@@ -54,6 +55,9 @@ def test_accepts_do_not_wait_for_the_store_lock_and_a_killed_instance_journal_is
         ids = [new_id() for _ in range(20)]
         # Committed to the store, each would wait out the 5 s busy timeout and answer 503.
         assert [_post(api, cid) for cid in ids] == [202] * 20
+        # Repeats take the journal's slower path (a transaction that reads the store): it must not
+        # take the store's lock either. In the store, in the journal, in the journal with another amount:
+        assert [_post(api, first), _post(api, ids[0]), _post(api, ids[1], "20.00")] == [200, 200, 409]
         api.service.kill()  # kill -9: the 20 payments are only in its journal
     finally:
         blocker.execute("ROLLBACK")

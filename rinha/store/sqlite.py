@@ -399,6 +399,11 @@ def _transaction(conn: sqlite3.Connection, ops: list[Op], patience: float, waits
     return True
 
 
+def locked(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds a lock (worth another try)."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 def begin_immediate(conn: sqlite3.Connection, patience: float, waits: LockWaits | None = None) -> bool:
     """``BEGIN IMMEDIATE``, waiting up to ``patience`` seconds, in short naps, while another
     process holds the write lock; False if it still does. A wait is added to ``waits``.
@@ -416,7 +421,7 @@ def begin_immediate(conn: sqlite3.Connection, patience: float, waits: LockWaits 
                 waits.add(time.monotonic() - first_refusal)
             return True
         except sqlite3.OperationalError as exc:
-            if conn.in_transaction or ("locked" not in str(exc) and "busy" not in str(exc)):
+            if conn.in_transaction or not locked(exc):
                 raise
             now = time.monotonic()
             if give_up_at is None:
