@@ -8,6 +8,7 @@ profit 380,035.872), ``lag_fallback`` (p99 41.7 ms, 746 lagging, profit 296,408.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -15,7 +16,9 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
+from rich.console import Console
 
 from rinha.profiling import plot, profiles, progress, runner, runs, timeline, tools
 from rinha.profiling.compare import compare
@@ -23,6 +26,7 @@ from rinha.score import load_summary, score
 from rinha.store.sqlite import SQLiteStore
 from tests.support.cli import one_line_error, rinha
 from tests.support.procs import free_port
+from tests.support.wait import wait_until
 
 DATA = Path(__file__).parent / "data" / "k6"
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,10 +226,6 @@ def counting_script(tmp_path, seconds: int) -> Path:
 
 def test_progress_reads_a_real_k6s_api_and_the_address_is_free(tmp_path):
     """k6's API on a free port, read while it runs."""
-    import httpx
-
-    from tests.support.wait import wait_until
-
     script = counting_script(tmp_path, 30)
     api = progress.free_address()
     proc = subprocess.Popen([tools.k6(), "run", "--quiet", "--no-usage-report", "--address", api, "-e", f"API={api}",
@@ -248,10 +248,6 @@ def test_progress_reads_a_real_k6s_api_and_the_address_is_free(tmp_path):
 
 def test_the_terminal_view_follows_a_real_k6_run(tmp_path):
     """runner.run with a terminal console: the rich view, fed from k6's API, is drawn to the end."""
-    import io
-
-    from rich.console import Console
-
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)
     request = runner.RunRequest(profile="counting", script=counting_script(tmp_path, 3), target="http://127.0.0.1:1",

@@ -27,8 +27,8 @@ _REQS = '{"metric":"http_reqs",'
 _ACCEPTED = '{"metric":"contest_payments_accepted",'
 _REJECTED = '{"metric":"contest_payments_rejected",'
 #: The lines :meth:`Timeline.feed` uses, as bytes: a reader may skip the others undecoded (k6
-#: writes ~12 points per request: 400,000 lines, ~110 MB, at 1,100 VUs; decoding and locking for
-#: each took 0.62 CPU-s of the cores the backend under test uses, skipping them 0.45).
+#: writes ~12 points per request: 400,000 lines, ~110 MB, at 1,100 VUs; decoding each (and, then,
+#: a lock per line) took 0.62 CPU-s of the cores the backend under test uses, skipping them 0.45).
 USED_PREFIXES = tuple(prefix.encode() for prefix in (_DURATION, _REQS, _ACCEPTED, _REJECTED))
 
 
