@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 import subprocess
 import sys
 from decimal import Decimal
@@ -244,6 +245,19 @@ def test_progress_reads_a_real_k6s_api_and_the_address_is_free(tmp_path):
     assert seen.p95 is not None and 0 < seen.p95 <= seen.max
     with httpx.Client(base_url=f"http://{api}", timeout=1) as client:
         assert progress.read(client) is None  # k6 gone: no progress, no exception
+
+
+def test_k6s_api_port_taken_is_named_in_the_error(tmp_path):
+    """k6 cannot listen for its API (two runs racing for one port): the one-line error says why."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = subprocess.run([tools.k6(), "run", "--quiet", "--no-usage-report", "--address", address,
+                               str(counting_script(tmp_path, 1))], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    message = runner.k6_error(done.stderr + done.stdout)
+    assert "address already in use" in message and address in message, message
 
 
 def test_the_terminal_view_follows_a_real_k6_run(tmp_path):

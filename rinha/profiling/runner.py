@@ -410,6 +410,9 @@ def k6_error(output: str) -> str:
             match = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
             message = (match.group(1) if match else line).replace('\\"', '"')
             message = message.split("\\n")[0].strip()  # the first line, not the JS stack trace
+            cause = re.search(r' error="((?:[^"\\]|\\.)*)"', line) if match else None
+            if cause:  # k6's own errors put the reason in a field of its own
+                message += ": " + cause.group(1).replace('\\"', '"')
             return message.removeprefix("Error: ")[:300]
     return lines[-1][:300] if lines else "no output"
 
