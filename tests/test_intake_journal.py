@@ -11,9 +11,11 @@ dropped on its way to the store.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from rinha.store.base import ADMIT, PURGE
+from rinha.store.journal import IntakeJournal
 from tests.support.cli import control_get, metric, new_id, payment_body, rinha, wait_for_control
 from tests.support.engines import apply, migrated_store, query
 from tests.support.wait import wait_until
@@ -135,3 +137,21 @@ def test_a_journal_sqlite_cannot_read_is_set_aside_and_named(daemon_factory, tmp
     cid = new_id()
     assert _post(api, cid) == 202  # the instance goes on, and its own journal moves
     wait_until(lambda: cid in _stored(db), timeout=10, what="a payment moved after the sweep")
+
+
+def test_accepts_never_checkpoint_the_journal_on_the_event_loop(tmp_path):
+    """SQLite checkpoints a connection's WAL after its commits once it passes 1,000 pages, unless
+    told not to: on a connection that accepts, that is file copying on the event loop. Only the
+    mover checkpoints; here it does not run, so every accept's pages must still be in the WAL."""
+    db = str(tmp_path / "rinha.db")
+    migrated_store(db).close()
+    journal = IntakeJournal(db, "api-test")
+    try:
+        ids = [new_id() for _ in range(1_500)]
+        assert {journal.accept(cid, 100, 1_000) for cid in ids} == {"new"}
+        assert journal.accept(ids[0], 100, 1_000) == "same"  # the slower path's connection, too
+        with closing(sqlite3.connect(journal.path, isolation_level=None)) as reader:
+            _busy, wal_frames, _copied = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert wal_frames > 1_000, f"the WAL was checkpointed by an accept: {wal_frames} frames left"
+    finally:
+        journal.close()

@@ -86,6 +86,16 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _loop_connection(path: str) -> sqlite3.Connection:
+    """A journal connection the event loop commits on: it never checkpoints (the mover does, off
+    the loop) and never sleeps in SQLite's busy handler (accept waits in begin_immediate's naps,
+    or takes the slow path)."""
+    conn = _connect(path)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("PRAGMA busy_timeout = 0")
+    return conn
+
+
 def _hold(lock_path: str) -> int | None:
     """An exclusive ``flock`` on ``lock_path`` (created if need be), or None if a live process holds it."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -116,16 +126,13 @@ class IntakeJournal:
         self._lock_fd = _hold(self.path + ".lock")
         if self._lock_fd is None:
             raise RuntimeError(f"intake journal {self.path} is held by another process")
-        self._loop = _connect(self.path)
-        self._loop.execute("PRAGMA wal_autocheckpoint = 0")  # the mover checkpoints, off the loop
+        self._loop = _loop_connection(self.path)
         self._loop.execute(_SCHEMA)
-        self._loop.execute("PRAGMA busy_timeout = 0")  # accept waits in begin_immediate's naps
         #: _INSERT_NEW's own connection, with the store attached. Its own because a BEGIN
         #: IMMEDIATE on a connection starts a write transaction on every database attached to it:
         #: the slow path's, on this one, would take the store's write lock, which the journal
         #: exists to avoid (tests/test_intake_journal.py posts repeats while the store is locked).
-        self._fast = _connect(self.path)
-        self._fast.execute("PRAGMA busy_timeout = 0")  # the slow path waits instead
+        self._fast = _loop_connection(self.path)
         self._fast.execute("ATTACH DATABASE ? AS store", (db,))
         #: The slow path's reads of the store, inside the journal's transaction.
         self._store = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=1.0)
