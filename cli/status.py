@@ -140,7 +140,7 @@ def render_status(data: dict) -> Group:
 def _journal_line(journal: dict) -> Text:
     """This instance's intake journal: what is not yet in the store (so not in the counts above)."""
     failing = journal["failing"]
-    line = Text(f"intake journal: {journal['pending']} not yet in the store (moved every 50 ms), "
+    line = Text(f"intake journal: {journal['pending']} not yet in the store, "
                 f"{journal['moved']} moved, {journal['swept']} swept from dead instances, "
                 f"{journal['conflicts']} conflicts  ({journal['path']})", style="red" if failing else None)
     if failing:
