@@ -5,8 +5,9 @@ with k6, stop the stack, and print one line: the score's figures (accepted, lag,
 inconsistencies, p50/p99, profit) and the backend's cost: CPU seconds of the instances and
 nginx over the run, the busiest 100 ms of each process as a share of one CPU, how many 100 ms
 windows it spent over its compose ``cpus`` limit (where its container would be throttled), and
-the peak RSS of the backend processes together. Prints only; asserts nothing. k6, the
-processors and the backend share this machine's cores.
+the peak RSS of the backend processes together; then what the rest of the machine's load used
+over the run (the processors, k6), since all of it shares this machine's two cores. Prints only;
+asserts nothing.
 
     python -m benchmarks.contest_stack [--topology all split] [--rounds 3] [--stage-seconds 10] [--vus 550]
 """
@@ -14,6 +15,7 @@ processors and the backend share this machine's cores.
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import tempfile
@@ -82,17 +84,26 @@ def run_once(topology: str, stage_seconds: int, vus: int, workdir: Path) -> dict
         nginx = stack.children("nginx")[0]["pid"]
         for index, worker in enumerate(child_pids(nginx), start=1):  # the master only waits
             backend[f"nginx-w{index}"] = worker
-        cpu_before = {name: cpu_seconds(pid) for name, pid in backend.items()}
+        others = {c["name"]: c["pid"] for c in stack.children("processors")}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in {**backend, **others}.items()}
+        k6_before = _children_cpu()
         sampler = Sampler(backend, compose_limits(backend))
         sampler.start()
         stack.run_contest(summary_path, vus, stage_seconds)
         sampler.stopped.set()
         sampler.join()
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in backend.items()}
+        other_cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in others.items()}
+        other_cpu["k6"] = _children_cpu() - k6_before  # k6 is the only child waited for meanwhile
         rss = {name: rss_mb(pid) for name, pid in backend.items()}
     summary = load_summary(summary_path)
     return {"topology": topology, "score": score(summary), "http": summary["http"], "cpu": cpu, "rss": rss,
-            "peak_share": sampler.peak_share, "over_limit": sampler.over_limit, "windows": sampler.windows}
+            "other_cpu": other_cpu, "peak_share": sampler.peak_share, "over_limit": sampler.over_limit, "windows": sampler.windows}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def report(run: dict) -> None:
@@ -104,7 +115,8 @@ def report(run: dict) -> None:
           f"inconsistencies {s.inconsistencies} | p50 {http['p50']:.2f} ms p99 {http['p99']:.2f} ms "
           f"max {http['max']:.0f} ms | profit {s.profit:.2f} | backend CPU {cpu_total:.1f} s "
           f"({', '.join(f'{n} {c:.1f}' for n, c in sorted(run['cpu'].items()))}) | busiest 100 ms: {shares} "
-          f"| of {run['windows']} windows over its compose cpus: {over} | peak RSS {sum(run['rss'].values()):.0f} MB", flush=True)
+          f"| of {run['windows']} windows over its compose cpus: {over} | peak RSS {sum(run['rss'].values()):.0f} MB "
+          f"| the rest's CPU: {', '.join(f'{n} {c:.1f}' for n, c in sorted(run['other_cpu'].items()))} s", flush=True)
 
 
 def main() -> None:

@@ -3,8 +3,9 @@
 Through `rinha stack up --with-processors` (the default topology, or ``--topology``): the
 default processor fails while ``--backlog`` payments are posted (fee-first keeps them waiting),
 then it recovers with a 20 ms delay while k6 posts new payments at ``--rate``. Prints how fast
-the backlog is paid (from the recovery to the last of them recorded paid in the store) and the
-latency of the new POSTs meanwhile. Prints only; asserts nothing.
+the backlog is paid (from the recovery to the last of them recorded paid in the store), what
+paying cost the payers (the worker; in topology ``all`` the instances, which take the new POSTs
+too) in CPU per payment, and the latency of the new POSTs meanwhile. Prints only; asserts nothing.
 
     python -m benchmarks.drain [--backlog 10000] [--rate 200] [--topology split]
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.procstat import cpu_seconds
 from benchmarks.stack import local_stack
 
 HERE = Path(__file__).parent
@@ -64,6 +66,8 @@ def main() -> None:
             stream = k6(stack.url, args.rate, seconds, workdir / "stream.json")
             time.sleep(1)  # the stream's own warm-up, before the drain starts
             admin.put("/admin/configurations/delay", json={"delay": args.delay})
+            payers = [c["pid"] for c in stack.children("instance") if args.topology == "all" or c["name"] == "worker"]
+            payers_cpu = sum(cpu_seconds(pid) for pid in payers)
             admin.put("/admin/configurations/failure", json={"failure": False})
             started = time.monotonic()
             paid = 0
@@ -71,10 +75,13 @@ def main() -> None:
                 time.sleep(0.1)
                 paid = count("paid")
             drained = time.monotonic() - started
+            payers_cpu = sum(cpu_seconds(pid) for pid in payers) - payers_cpu
             stream.wait()
         new = json.loads((workdir / "stream.json").read_text())
         print(f"drain: {paid} paid in {drained:.2f} s after the recovery = {paid / drained:.0f} payments/s "
               f"(default delay {args.delay} ms, topology {args.topology})")
+        print(f"payers' CPU meanwhile: {payers_cpu:.2f} s = {payers_cpu / max(paid, 1) * 1000:.3f} CPU-ms per payment "
+              f"({'the instances' if args.topology == 'all' else 'the worker'})")
         print(f"new POSTs meanwhile ({args.rate}/s): {new['count']} sent, {new['failed']} failed, "
               f"p50 {new['p50']:.2f} ms p99 {new['p99']:.2f} ms max {new['max']:.1f} ms")
     finally:
