@@ -8,7 +8,8 @@ cores stayed idle and how long the VM's host gave them to another guest (``steal
 tail can be put on its cause: a drain (the worker and the processors busy after 40 s), k6's own
 garbage collector (k6's CPU doubling for a second), contention for the cores (waits high while
 the machine still has idle time), a busy host (steal), or the load itself. Then the seconds
-that hold most of the tail. k6 writes every request to a CSV file for this (``--out csv``),
+that hold most of the tail, and the bursts it comes in (slow requests ending within 50 ms of
+each other). k6 writes every request to a CSV file for this (``--out csv``),
 which costs it some CPU: compare runs of this script with each other, not with
 ``contest_stack``. ``--topology floor`` runs the same against nginx answering alone
 (``floor.py``). Prints only; asserts nothing.
@@ -167,6 +168,29 @@ def main() -> None:
     top = [(second, n) for second, n in over.most_common(8) if n]
     print(f"the {total} requests over p99: {sum(n for _, n in top) * 100 // max(total, 1)} % in seconds "
           + ", ".join(f"{second} ({n})" for second, n in sorted(top)))
+    bursts = tail_bursts([(at - start, ms) for at, ms in requests if ms > p99])
+    biggest = sorted(bursts, key=len, reverse=True)[:8]
+    print(f"they end in {len(bursts)} bursts (over p99 less than {BURST_GAP * 1000:.0f} ms apart); the 8 biggest hold "
+          f"{sum(map(len, biggest)) * 100 // max(total, 1)} %: "
+          + ", ".join(f"{b[0][0]:.2f} s ({len(b)} in {(b[-1][0] - b[0][0]) * 1000:.0f} ms, up to {max(ms for _, ms in b):.0f} ms)"
+                      for b in sorted(biggest)))
+
+
+#: Requests over p99 that end less than this apart (seconds) belong to one burst.
+BURST_GAP = 0.05
+
+
+def tail_bursts(slow: list[tuple[float, float]]) -> list[list[tuple[float, float]]]:
+    """The slow requests (end time, ms) grouped into bursts: a tail made of a few bursts of dozens
+    of requests is a few stalls of something every request goes through (a loop, nginx, k6, the
+    cores), not requests slow one by one."""
+    bursts: list[list[tuple[float, float]]] = []
+    for at, ms in sorted(slow):
+        if bursts and at - bursts[-1][-1][0] < BURST_GAP:
+            bursts[-1].append((at, ms))
+        else:
+            bursts.append([(at, ms)])
+    return bursts
 
 
 if __name__ == "__main__":
