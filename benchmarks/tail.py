@@ -8,8 +8,8 @@ cores stayed idle and how long the VM's host gave them to another guest (``steal
 tail can be put on its cause: a drain (the worker and the processors busy after 40 s), k6's own
 garbage collector (k6's CPU doubling for a second), contention for the cores (waits high while
 the machine still has idle time), a busy host (steal), or the load itself. Then the seconds
-that hold most of the tail, and the bursts it comes in (slow requests ending within 50 ms of
-each other). k6 writes every request to a CSV file for this (``--out csv``),
+that hold most of the tail, and the bursts it comes in (slow requests each ending less than
+50 ms after the one before). k6 writes every request to a CSV file for this (``--out csv``),
 which costs it some CPU: compare runs of this script with each other, not with
 ``contest_stack``. ``--topology floor`` runs the same against nginx answering alone
 (``floor.py``). Prints only; asserts nothing.
