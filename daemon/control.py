@@ -408,6 +408,10 @@ class ControlApp:
             m("rinha_loop_stall_off_cpu_seconds_total", "counter",
               "Of the event loop's stalls, seconds its thread was off a CPU (waiting for a core, the GIL or a "
               "blocking call); the rest was this process's own work.", stalls.WATCH.off_cpu_seconds),
+            m("rinha_loop_runqueue_wait_seconds_total", "counter",
+              "Seconds the event loop's thread was runnable but waiting for a core (the kernel's schedstat), "
+              "including the waits after a request woke it, which the stalls miss.",
+              stalls.WATCH.runqueue_wait_seconds()),
         ]
         mover = self.mover
         if mover is not None:

@@ -52,7 +52,7 @@ SWITCH_INTERVAL = 0.0002
 async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     sys.setswitchinterval(SWITCH_INTERVAL)
-    trio.lowlevel.add_instrument(stalls.WATCH)
+    stalls.WATCH.install()
     instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     store = open_store(config.db)
     await trio.to_thread.run_sync(store.migrate)

@@ -12,10 +12,17 @@ much to do in one turn.
 
 Cost: two clock reads per turn (one of them the thread's CPU clock, ~0.6 µs) and a comparison;
 with trio's calls of the hooks, 1.9 µs per turn (3.4 -> 5.4 µs in a loop of bare checkpoints).
+
+A turn is timed from the moment the loop's poll returns, so a stall misses the wait before it:
+the loop's thread woken by a request and left waiting for a core. The kernel counts that wait
+(``schedstat``); :meth:`StallWatch.runqueue_wait_seconds` reads it when asked (``/metrics``), at
+no cost per turn. On the 2-core test machine those waits were the 1,100-VU tail: the slowest
+requests end in bursts, all of them held up together (``benchmarks/README.md``, eleventh session).
 """
 
 from __future__ import annotations
 
+import threading
 from time import perf_counter, thread_time
 
 import trio
@@ -41,6 +48,25 @@ class StallWatch(trio.abc.Instrument):
         self._cpu_at_start = 0.0
         #: Of the stalls' time, seconds the loop's thread was not running on a CPU.
         self.off_cpu_seconds = 0.0
+        #: The loop's thread (its kernel id), once :meth:`install` ran on it.
+        self.thread_id: int | None = None
+
+    def install(self) -> None:
+        """Watch the running trio loop (call it from the loop)."""
+        self.thread_id = threading.get_native_id()
+        trio.lowlevel.add_instrument(self)
+
+    def runqueue_wait_seconds(self) -> float | None:
+        """Seconds the loop's thread has spent runnable but waiting for a core, since it started
+        (the kernel's ``schedstat``): each request the loop held meanwhile waited as long. None
+        before :meth:`install`, or where the kernel does not say."""
+        if self.thread_id is None:
+            return None
+        try:
+            with open(f"/proc/self/task/{self.thread_id}/schedstat") as schedstat:
+                return int(schedstat.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
 
     def after_io_wait(self, timeout: float) -> None:
         self._started = perf_counter()

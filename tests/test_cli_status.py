@@ -66,6 +66,8 @@ def test_status_health_and_metrics_of_a_running_daemon(daemon_factory, processor
     stalls = metric(text, 'rinha_loop_stall_seconds_bucket{le="+Inf"}')
     assert stalls == metric(text, "rinha_loop_stall_seconds_count") and stalls >= 0
     assert 0 <= metric(text, "rinha_loop_stall_off_cpu_seconds_total") <= metric(text, "rinha_loop_stall_seconds_sum")
+    if os.path.exists("/proc/self/schedstat"):  # the kernel's count for the loop's thread
+        assert metric(text, "rinha_loop_runqueue_wait_seconds_total") >= 0
     # SQLite's lock waits (counted in tests/test_store_faults.py); PostgreSQL has no such lock
     for name in ("rinha_store_lock_waits_total", "rinha_store_lock_wait_seconds_total"):
         assert (f"\n{name} " in text) == ("://" not in daemon.db), name

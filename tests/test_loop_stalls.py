@@ -1,10 +1,15 @@
 """The event-loop stall watch (``rinha.daemon.stalls``) on a real trio loop: a turn that blocks
-off-CPU and one that computes are both stalls; only the first counts as off-CPU time."""
+off-CPU and one that computes are both stalls; only the first counts as off-CPU time. And the
+loop thread's waits for a core, as the kernel counts them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
+import pytest
 import trio
 
 from rinha.daemon.metrics import Histogram
@@ -39,3 +44,33 @@ def test_blocking_and_computing_turns_are_stalls_and_only_blocking_is_off_cpu(mo
         assert watch.off_cpu_seconds - off_cpu <= stalls.sum - total - 0.03 + 1e-6
 
     trio.run(main, instruments=[watch])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="this kernel keeps no schedstat")
+def test_the_loop_threads_waits_for_a_core_are_read_from_the_kernel():
+    """The loop's thread pinned to one core beside a process spinning there: it waits for that core,
+    and the watch reads the wait."""
+    assert StallWatch().runqueue_wait_seconds() is None  # not installed: no thread to read
+    core = min(os.sched_getaffinity(0))
+    spinner = subprocess.Popen([sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True: pass"])
+    watch = StallWatch()
+
+    async def main() -> tuple[float, float]:
+        watch.install()
+        before = watch.runqueue_wait_seconds()
+        mask = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {core})  # this thread only: the loop's
+        try:
+            deadline = time.monotonic() + 10
+            while watch.runqueue_wait_seconds() - before < 0.02 and time.monotonic() < deadline:
+                spin(0.01)  # runnable all along: whenever the spinner holds the core, this thread waits
+        finally:
+            os.sched_setaffinity(0, mask)
+        return before, watch.runqueue_wait_seconds()
+
+    try:
+        before, after = trio.run(main)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert after - before >= 0.02
