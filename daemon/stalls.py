@@ -16,8 +16,9 @@ with trio's calls of the hooks, 1.9 µs per turn (3.4 -> 5.4 µs in a loop of ba
 A turn is timed from the moment the loop's poll returns, so a stall misses the wait before it:
 the loop's thread woken by a request and left waiting for a core. The kernel counts that wait
 (``schedstat``); :meth:`StallWatch.runqueue_wait_seconds` reads it when asked (``/metrics``), at
-no cost per turn. On the 2-core test machine those waits were the 1,100-VU tail: the slowest
-requests end in bursts, all of them held up together (``benchmarks/README.md``, eleventh session).
+no cost per turn. On the 2-core test machine an api instance's loop waited for a core ~0.16 ms
+per request it served, four to five times what its stalls counted off a CPU
+(``benchmarks/README.md``, eleventh session).
 """
 
 from __future__ import annotations
