@@ -1,8 +1,9 @@
 """The data plane: ``POST /payments``, ``GET /payments-summary``, ``POST /purge-payments``.
 
 A payment is answered 202 only once it is committed to the store (see
-:mod:`rinha.daemon.store_writer`), then handed to this process's dispatcher if it has one;
-otherwise a dispatching instance claims it from the store.
+:mod:`rinha.daemon.store_writer`), or written to the instance's intake journal (an intake-only
+instance on SQLite: :mod:`rinha.store.journal`), then handed to this process's dispatcher if it
+has one; otherwise a dispatching instance claims it from the store.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class Intake:
         if self.journal is not None:  # intake-only on SQLite: no dispatcher here (rinha.store.journal)
             try:
                 result = self.journal.accept(payment.correlation_id, payment.amount_cents, accepted_at)
-            except sqlite3.Error as exc:
+            except (OSError, sqlite3.Error) as exc:
                 if not self.journal_failing:  # once per outage: a full disk would flood the log
                     log.error("intake journal write failed (answering 503 until it works again): %s", exc)
                     self.journal_failing = True

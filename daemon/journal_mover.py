@@ -8,9 +8,9 @@ every ``BUSY_POLL`` seconds while payments come in (``IDLE_POLL`` after a second
 payment reaches the store, where the dispatchers claim it, within about ``BUSY_POLL`` of its
 answer, and a busy second costs ~20 store transactions per instance instead of one per payment.
 
-Why 50 ms and not less: each move is a few transactions (read the batch, the store's, and now and
-then the journal's deletion) whose cost hardly depends on the batch's size. At 10 ms an
-intake-only instance used 11 % more CPU per payment, and at twice the contest's load the api
+Why 50 ms and not less: each move is a store transaction whose cost hardly depends on the
+batch's size. At 10 ms an intake-only instance used 11 % more CPU per payment (measured with the
+SQLite journals of earlier versions, whose moves cost more), and at twice the contest's load the api
 instances 0.7-1.4 s more each per run, with no better p99 (benchmarks/README.md, tenth session).
 What waits the extra 40 ms is the payment's trip to the store, not its answer.
 """
@@ -31,8 +31,6 @@ BUSY_POLL = 0.050
 IDLE_POLL = 0.100
 #: Seconds between two sweeps for the journals of dead instances.
 SWEEP_EVERY = 1.0
-#: Seconds between deletions of the moved rows from the journal (an accept waits for one).
-_FORGET_EVERY = 0.25
 _RETRY_PAUSE = 0.05
 #: After shutdown was asked, a failing store is retried this long; then the journal stays for
 #: the next sweep (any instance's, or this one's successor).
@@ -70,7 +68,7 @@ class JournalMover:
     def _run(self) -> None:
         journal = self.journal
         own = journal.path if journal is not None else None
-        next_sweep = next_forget = 0.0
+        next_sweep = 0.0
         last_busy = give_up_at = 0.0
         while True:
             stopping = self._stop.is_set()
@@ -83,9 +81,7 @@ class JournalMover:
                             break
                         self.moved += moved
                         last_busy = now
-                    if now >= next_forget or stopping:
-                        journal.forget_moved()
-                        next_forget = now + _FORGET_EVERY
+                    journal.rotate()
                 if now >= next_sweep and not stopping:
                     self.swept += sweep(self.db, self._admit, own)
                     next_sweep = now + SWEEP_EVERY

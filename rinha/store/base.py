@@ -27,7 +27,7 @@ from rinha.money import format_cents
 # Op kinds
 ACCEPT = "accept"  # (correlation_id, amount_cents, accepted_at_ms, owner|None, lease_until_ms) → "new" | "same" | "conflict"
 #: (rows,) → (new, conflicts): payments an intake journal accepted (``rinha.store.journal``),
-#: rows of (seq, correlation_id, amount_cents, accepted_at_ms), into the store unowned, as ACCEPT
+#: rows of (correlation_id, amount_cents, accepted_at_ms), into the store unowned, as ACCEPT
 #: would; those accepted before the latest purge are dropped. Returns how many were new to the
 #: store and the ids it held with another amount.
 ADMIT = "admit"

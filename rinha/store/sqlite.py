@@ -366,7 +366,7 @@ def _admit(conn: sqlite3.Connection, rows: list[tuple]) -> tuple[int, list[str]]
     mark = conn.execute("SELECT until_ms FROM leases WHERE name = ?", (PURGED_MARK,)).fetchone()
     purged_at = mark[0] if mark else 0
     new, conflicts = 0, []
-    for _seq, correlation_id, cents, at_ms in rows:
+    for correlation_id, cents, at_ms in rows:
         if at_ms >= purged_at:
             outcome = _accept(conn, correlation_id, cents, at_ms, None, 0)
             if outcome == "new":
