@@ -201,8 +201,9 @@ class IntakeJournal:
         self.accepted += 1
 
     def pending(self) -> int:
-        """Payments accepted and not yet moved."""
-        return self.accepted - self.moved
+        """Payments accepted and not yet moved. (The mover may count a line moved a moment before
+        the loop counts it written.)"""
+        return max(0, self.accepted - self.moved)
 
     def move(self, admit) -> int:
         """On the mover's thread: hand the next lines (at most ``MOVE_LIMIT``) to ``admit`` (one
