@@ -9,11 +9,11 @@ the accept waited milliseconds: at twice the contest's load, most of the accepts
 for another process.
 
 Why a plain file and not a SQLite database (as it was until the twelfth session). An accept
-committed to a SQLite journal (a row in a table with a unique index, its own WAL) took ~35 µs of
-the event loop on a quiet machine, in ~7 ``pwrite`` and 8 ``fcntl``; a line appended with one
-``write`` takes ~2 µs, and the store's read that finds duplicates ~6.5 µs. An intake-only
-instance used 15-23 % less CPU per payment, and the contest's p50 and p99 fell with it
-(``benchmarks/README.md``, twelfth session).
+committed to a SQLite journal (a row in a table with a unique index, its own WAL: ~7 ``pwrite``
+and 8 ``fcntl``) took 26-29 µs of the event loop on a quiet machine; a line appended with one
+``write``, after the store's read that finds duplicates, takes ~11 µs. At the contest's load the
+api instances used 3-10 % less CPU for the same work; their latencies moved less than the host's
+noise (``benchmarks/README.md``, twelfth session).
 
 What holds:
 
