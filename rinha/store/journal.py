@@ -160,15 +160,12 @@ class IntakeJournal:
             raise
         #: Reads of the store (duplicates); on the event loop only.
         self._store = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=1.0)
-        #: Lines written and not yet in the store: correlation id → cents.
+        #: Lines written and not yet in the store: correlation id → cents (each id is written once).
         self._unmoved: dict[str, int] = {}
         #: Held by a write, and by the truncation of :meth:`rotate`.
         self._writing = threading.Lock()
         #: The file's length as written (under ``_writing``), and how much of it is in the store.
         self._size = self._moved_at = len(HEADER)
-        #: Lines written, and lines moved (or skipped as damaged).
-        self.accepted = 0
-        self.moved = 0
 
     def accept(self, correlation_id: str, amount_cents: int, accepted_at_ms: int) -> str:
         """Record a payment: "new"; or "same" / "conflict" if the journal or the store holds that
@@ -198,12 +195,10 @@ class IntakeJournal:
                 del self._unmoved[correlation_id]
                 raise
             self._size += written
-        self.accepted += 1
 
     def pending(self) -> int:
-        """Payments accepted and not yet moved. (The mover may count a line moved a moment before
-        the loop counts it written.)"""
-        return max(0, self.accepted - self.moved)
+        """Payments accepted and not yet in the store."""
+        return len(self._unmoved)
 
     def move(self, admit) -> int:
         """On the mover's thread: hand the next lines (at most ``MOVE_LIMIT``) to ``admit`` (one
@@ -219,7 +214,6 @@ class IntakeJournal:
         for correlation_id, _cents, _at in records:
             unmoved.pop(correlation_id, None)
         self._moved_at += length
-        self.moved += lines
         return lines
 
     def rotate(self) -> None:
