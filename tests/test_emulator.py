@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rinha.emulator.app import Processor
+from rinha.emulator.delay import DelayTimer
 from rinha.emulator.limiters import ConcurrencyLimiter, HealthLimiter
 from rinha.emulator.run import ProcessorSpec, run_processors
 from rinha.http.server import Request
@@ -671,6 +672,60 @@ def test_health_values_are_read_when_a_held_request_leaves_the_queue():
         assert replies[0].endswith(b'{"failing":false,"minResponseTime":250}')
 
     run_virtual(main)
+
+
+def test_delay_timer_ends_each_wait_on_the_millisecond_after_its_delay():
+    """A delay of D ms started at t ms ends at ceil(t) + D ms; waits ending on the same millisecond
+    end together, and one ending before the timer's current sleep cuts that sleep short."""
+    ended: dict[str, float] = {}
+
+    async def main() -> None:
+        timer = DelayTimer()
+
+        async def wait(name: str, delay_ms: int, start_ms: float) -> None:
+            await trio.sleep(start_ms / 1000)
+            await timer.wait(delay_ms)
+            ended[name] = round(trio.current_time() * 1000, 6)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(timer.run)
+            async with trio.open_nursery() as waits:
+                waits.start_soon(wait, "long", 2000, 0)  # the timer sleeps towards 2,000 ms
+                waits.start_soon(wait, "a", 20, 0.4)  # ends on 1 + 20: the timer must wake before 2,000
+                waits.start_soon(wait, "b", 20, 0.7)
+                waits.start_soon(wait, "c", 20, 1)  # exactly on a millisecond: 1 + 20 as well
+                waits.start_soon(wait, "d", 1, 5.5)
+                waits.start_soon(wait, "e", 20, 1.2)  # 2 + 20
+            nursery.cancel_scope.cancel()
+
+    run_virtual(main)
+    assert ended == {"long": 2000.0, "a": 21.0, "b": 21.0, "c": 21.0, "d": 7.0, "e": 22.0}
+
+
+def test_delay_timer_a_cancelled_wait_leaves_at_once_and_the_others_end_on_time():
+    ended: dict[str, float] = {}
+
+    async def main() -> None:
+        timer = DelayTimer()
+
+        async def wait(name: str, delay_ms: int) -> None:
+            await timer.wait(delay_ms)
+            ended[name] = trio.current_time() * 1000
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(timer.run)
+            nursery.start_soon(wait, "kept", 20)
+            with trio.move_on_after(0.005) as cut:
+                async with trio.open_nursery() as doomed:
+                    doomed.start_soon(wait, "same end", 20)  # shares its millisecond with "kept"
+                    doomed.start_soon(wait, "alone", 10)  # the only one on its millisecond
+            assert cut.cancelled_caught and trio.current_time() == 0.005
+            await timer.wait(30)
+            ended["after"] = trio.current_time() * 1000
+            nursery.cancel_scope.cancel()
+
+    run_virtual(main)
+    assert ended == {"kept": 20.0, "after": 35.0}
 
 
 def test_concurrency_limiter_is_fifo_and_bounded():

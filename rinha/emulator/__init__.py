@@ -6,8 +6,9 @@ System.Text.Json and ASP.NET binding rules, Npgsql's storage of amounts and time
 summary's exact decimal arithmetic, both rate limiters with their timing, and the admin API.
 
 Modules: :mod:`.binding` (parsing rules, pure), :mod:`.ledger` (stored payments and summary,
-pure), :mod:`.limiters` (concurrency and fixed-window limiters, trio), :mod:`.app` (one processor:
-state, routes, replies), :mod:`.run` (serving one or more on listeners).
+pure), :mod:`.limiters` (concurrency and fixed-window limiters, trio), :mod:`.delay` (the delay
+filter's shared timer, trio), :mod:`.app` (one processor: state, routes, replies), :mod:`.run`
+(serving one or more on listeners).
 
 One extension: ``GET /admin/in-flight`` (token required) answers ``{"payments": N}``, the
 ``POST /payments`` being answered right now. A payment held in its delay is stored even after a

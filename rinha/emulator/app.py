@@ -27,6 +27,7 @@ from rinha.emulator.binding import (
     read_int32,
     read_nullable_string,
 )
+from rinha.emulator.delay import DelayTimer
 from rinha.emulator.ledger import Ledger, format_timestamp
 from rinha.emulator.limiters import IDLE_LIMIT, ConcurrencyLimiter, HealthLimiter
 from rinha.http.response import JSON_UTF8, response
@@ -147,6 +148,7 @@ class Processor:
         self.ledger = Ledger()
         self.concurrency = ConcurrencyLimiter()
         self.health_limiter = HealthLimiter(rate_limit_seconds, idle_limit=health_idle_seconds)
+        self.delays = DelayTimer()
         self._too_many = reply(429, TOO_MANY_BODY, None, ((b"Retry-After", str(rate_limit_seconds).encode()),))
         self._set_state(delay_ms=0, failing=False)
         self._set_token(token)
@@ -167,8 +169,10 @@ class Processor:
         self._exact = {("/" + "/".join(key)).lower().encode(): route for key, route in self._literal.items()}
 
     async def run(self) -> None:
-        """The health limiter's housekeeping ticks; runs until cancelled."""
-        await self.health_limiter.run()
+        """The housekeeping: the health limiter's ticks and the delay's timer; runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.health_limiter.run)
+            nursery.start_soon(self.delays.run)
 
     async def handle(self, request: Request) -> bytes:
         """Answer one request (see the module docstring for the order of the steps)."""
@@ -233,7 +237,7 @@ class Processor:
             return EMPTY[exc.status]
         delay_ms = self.delay_ms
         if delay_ms > 0:
-            await trio.sleep(delay_ms / 1000)
+            await self.delays.wait(delay_ms)
         if self.failing:
             return EMPTY[500]
         if self.ledger.insert(payment.correlation_id, payment.amount, payment.requested_at):
