@@ -50,6 +50,12 @@ class Attempt:
     detail: str = ""
 
 
+def payment_body(correlation_id: str, amount_cents: int, requested_at: str) -> bytes:
+    """The JSON body of ``POST /payments``: compact, its three fields in a fixed order."""
+    return b'{"correlationId":"%s","amount":%s,"requestedAt":"%s"}' % (
+        correlation_id.encode(), format_cents(amount_cents).encode(), requested_at.encode())
+
+
 class LookupFailed(Exception):
     """``GET /payments/{id}`` gave no usable answer; try again later."""
 
@@ -72,8 +78,7 @@ class Processor:
         ``rinha.policy.stamp_lead_ms``). ``guard``: see :meth:`rinha.http.client.Pool.send`."""
         stamp_ms = now_ms() + lead_ms
         requested_at = iso_from_ms(stamp_ms)
-        body = b'{"correlationId":"%s","amount":%s,"requestedAt":"%s"}' % (
-            correlation_id.encode(), format_cents(amount_cents).encode(), requested_at.encode())
+        body = payment_body(correlation_id, amount_cents, requested_at)
         raw = self._head + b"%d\r\n\r\n" % len(body) + body
         started = time.monotonic()
         try:

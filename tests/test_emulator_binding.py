@@ -7,9 +7,10 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rinha.clock import iso_from_ms
 from rinha.emulator.app import json_number, net_json_string, route_segments
 from rinha.emulator.binding import (
     EMPTY_GUID,
@@ -17,6 +18,7 @@ from rinha.emulator.binding import (
     BindingError,
     bind_field,
     bind_payment,
+    bind_payment_json,
     bind_summary_bounds,
     fold,
     json_charset,
@@ -25,12 +27,14 @@ from rinha.emulator.binding import (
     parse_iso_datetime,
     parse_lenient_datetime,
     read_bool,
+    read_canonical_payment,
     read_decimal,
     read_int32,
     read_json_object,
     read_nullable_string,
 )
 from rinha.emulator.ledger import INFINITY, MINUS_INFINITY, Ledger, format_timestamp, stored_amount, stored_timestamp
+from rinha.processor import payment_body
 
 JSON = b"application/json"
 GUID = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
@@ -115,6 +119,69 @@ def test_payment_names_are_case_insensitive_last_wins_unknown_ignored():
 
 def test_every_duplicate_must_be_valid():
     assert status_of(bind_payment, b'{"amount":null,"amount":1}', JSON) == 400
+
+
+def _bound(bind, body: bytes, content_type: bytes | None = JSON):
+    """What a binder makes of a body: the payment with its amount's exact digits and scale, or the status."""
+    try:
+        payment = bind(body, content_type)
+    except BindingError as exc:
+        return exc.status
+    return payment.correlation_id, payment.amount.as_tuple(), payment.requested_at
+
+
+@given(st.uuids(), st.integers(min_value=1, max_value=10**15), st.integers(min_value=0, max_value=253402300799999))
+def test_the_daemons_payment_bodies_take_the_canonical_reading_and_bind_as_the_json_reader_binds_them(
+        correlation_id, cents, ms):
+    body = payment_body(str(correlation_id), cents, iso_from_ms(ms))
+    assert read_canonical_payment(body, JSON) is not None
+    assert _bound(bind_payment, body) == _bound(bind_payment_json, body)
+
+
+def _digits(low: int, high: int, width: int):
+    return st.integers(min_value=low, max_value=high).map(lambda n: str(n).zfill(width))
+
+
+#: Bodies near the canonical shape: any GUID case, amounts with leading zeros, a sign, many or no
+#: decimals, impossible dates and times, fractions of other lengths, other zones.
+_NEAR_CANONICAL = st.builds(
+    lambda guid, amount, date, time, fraction, zone: (
+        '{"correlationId":"%s","amount":%s,"requestedAt":"%sT%s%s%s"}' % (guid, amount, date, time, fraction, zone)).encode(),
+    st.one_of(st.uuids().map(str), st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()), st.just(EMPTY_GUID)),
+    st.one_of(st.integers(min_value=0, max_value=10**6).map(lambda c: f"{c // 100}.{c % 100:02d}"),
+              st.from_regex(r"-?[0-9]{1,17}(\.[0-9]{0,4})?", fullmatch=True)),
+    st.builds("{}-{}-{}".format, _digits(0, 9999, 4), _digits(0, 13, 2), _digits(0, 32, 2)),
+    st.builds("{}:{}:{}".format, _digits(0, 24, 2), _digits(0, 60, 2), _digits(0, 60, 2)),
+    st.sampled_from([".123"] * 6 + ["", ".", ".1", ".12", ".1234", ".1234567"]),
+    st.sampled_from(["Z"] * 6 + ["", "+01:00", "z"]),
+)
+
+
+@settings(max_examples=1000)  # ~1 in 20 of these bodies is canonical
+@given(_NEAR_CANONICAL, st.sampled_from([JSON] * 4 + [b"application/json; charset=utf-8", b"text/plain"]))
+def test_the_canonical_reading_answers_what_the_json_reader_answers_or_nothing(body, content_type):
+    canonical = read_canonical_payment(body, content_type)
+    if canonical is not None:
+        assert _bound(read_canonical_payment, body, content_type) == _bound(bind_payment_json, body, content_type)
+    assert _bound(bind_payment, body, content_type) == _bound(bind_payment_json, body, content_type)
+
+
+def test_the_canonical_reading_leaves_what_it_cannot_tell_to_the_json_reader():
+    guid = GUID.encode()
+    taken = b'{"correlationId":"' + guid + b'","amount":19.90,"requestedAt":"2025-07-15T12:34:56.789Z"}'
+    assert read_canonical_payment(taken, JSON) == bind_payment_json(taken, JSON)
+    for body in (taken.replace(b"19.90", b"019.90"),  # a leading zero: invalid JSON, 400
+                 taken.replace(b"-07-", b"-13-"),  # no such month: 400
+                 taken.replace(guid, guid.upper()),  # the reader lower-cases it
+                 taken.replace(guid, guid[:8].upper() + guid[8:]),
+                 taken.replace(b"Z", b"+01:00"),  # moved to UTC by the reader
+                 taken.replace(b"19.90", b"-19.90"),
+                 taken.replace(b",", b", "),
+                 taken.replace(b'"amount":19.90,', b"") + b" "):
+        assert read_canonical_payment(body, JSON) is None, body
+    assert read_canonical_payment(taken, b"application/json; charset=utf-8") is None
+    assert status_of(bind_payment, taken.replace(b"19.90", b"019.90"), JSON) == 400
+    assert status_of(bind_payment, taken.replace(b"-07-", b"-13-"), JSON) == 400
 
 
 _JSON_VALUES = st.recursive(

@@ -276,8 +276,39 @@ class PaymentRequest:
 
 _ZERO = Decimal(0)
 
+#: The body the daemon sends, byte for byte: a lower-case GUID, a plain amount of at most two
+#: decimals (no sign, no leading zero), a UTC timestamp to the millisecond, in this order and
+#: without spaces. Nothing in it can mean anything but what the groups say.
+_CANONICAL_PAYMENT = re.compile(
+    rb'\{"correlationId":"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})",'
+    rb'"amount":((?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,2})?),'
+    rb'"requestedAt":"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{3})Z"\}'
+)
+
 
 def bind_payment(body: bytes, content_type: bytes | None) -> PaymentRequest:
+    """``POST /payments``'s body as the framework binds it: :func:`read_canonical_payment` when it
+    applies (what the daemon sends, in half the time), else :func:`bind_payment_json`."""
+    return read_canonical_payment(body, content_type) or bind_payment_json(body, content_type)
+
+
+def read_canonical_payment(body: bytes, content_type: bytes | None) -> PaymentRequest | None:
+    """The payment of a canonical body (:data:`_CANONICAL_PAYMENT`, a valid date), in one regular
+    expression; None for any other body. Where it answers, it answers what
+    :func:`bind_payment_json` does (``tests/test_emulator_binding.py`` holds it to that)."""
+    if content_type != b"application/json":
+        return None
+    match = _CANONICAL_PAYMENT.fullmatch(body)
+    if match is None:
+        return None
+    correlation_id, amount, year, month, day, hour, minute, second, millis = match.groups()
+    ticks = _ticks(int(year), int(month), int(day), int(hour), int(minute), int(second), int(millis) * 10_000)
+    if ticks is None:
+        return None  # not a date: the reader's 400
+    return PaymentRequest(correlation_id.decode(), Decimal(amount.decode()), ticks)
+
+
+def bind_payment_json(body: bytes, content_type: bytes | None) -> PaymentRequest:
     """The payment record: names case-insensitive, the last duplicate wins (each one must be
     valid), unknown names ignored, missing fields at their defaults (empty GUID, 0, MinValue)."""
     correlation_id, amount, requested_at = EMPTY_GUID, _ZERO, 0
