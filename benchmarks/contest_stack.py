@@ -6,8 +6,9 @@ inconsistencies, p50/p99, profit) and the backend's cost: CPU seconds of the ins
 nginx over the run, the busiest 100 ms of each process as a share of one CPU, how many 100 ms
 windows it spent over its compose ``cpus`` limit (where its container would be throttled), and
 the peak RSS of the backend processes together; then what the rest of the machine's load used
-over the run (the processors, k6), since all of it shares this machine's two cores. Prints only;
-asserts nothing.
+over the run (the processors, k6), since all of it shares this machine's two cores, and the
+backend's and the processors' CPU per CPU-second of k6 (the host's speed in that run). Prints
+only; asserts nothing.
 
     python -m benchmarks.contest_stack [--topology all split] [--rounds 3] [--stage-seconds 10] [--vus 550]
 """
@@ -116,7 +117,19 @@ def report(run: dict) -> None:
           f"max {http['max']:.0f} ms | profit {s.profit:.2f} | backend CPU {cpu_total:.1f} s "
           f"({', '.join(f'{n} {c:.1f}' for n, c in sorted(run['cpu'].items()))}) | busiest 100 ms: {shares} "
           f"| of {run['windows']} windows over its compose cpus: {over} | peak RSS {sum(run['rss'].values()):.0f} MB "
-          f"| the rest's CPU: {', '.join(f'{n} {c:.1f}' for n, c in sorted(run['other_cpu'].items()))} s", flush=True)
+          f"| the rest's CPU: {', '.join(f'{n} {c:.1f}' for n, c in sorted(run['other_cpu'].items()))} s "
+          f"| per k6 CPU-second: {per_k6_second(run)}", flush=True)
+
+
+def per_k6_second(run: dict) -> str:
+    """The CPU of the backend and the processors per CPU-second k6 took in the same run. k6's CPU
+    is fixed by the load, not by our code, so it gauges how fast the shared host was meanwhile: the
+    ratio lets a variant's CPU be compared across runs where the raw seconds drift with the host."""
+    k6 = run["other_cpu"]["k6"]
+    if k6 <= 0:
+        return "-"
+    groups = {"backend": sum(run["cpu"].values()), **{n: c for n, c in run["other_cpu"].items() if n != "k6"}}
+    return ", ".join(f"{name} {cpu / k6:.3f}" for name, cpu in groups.items())
 
 
 def main() -> None:
