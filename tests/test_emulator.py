@@ -728,6 +728,14 @@ def test_delay_timer_a_cancelled_wait_leaves_at_once_and_the_others_end_on_time(
     assert ended == {"kept": 20.0, "after": 35.0}
 
 
+def test_delay_timer_refuses_a_wait_nothing_would_end():
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="not running"):
+            await DelayTimer().wait(20)
+
+    run_virtual(main)
+
+
 def test_concurrency_limiter_is_fifo_and_bounded():
     async def main() -> None:
         limiter = ConcurrencyLimiter(permits=2, queue_limit=2)

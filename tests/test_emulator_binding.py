@@ -172,6 +172,12 @@ def test_the_canonical_reading_leaves_what_it_cannot_tell_to_the_json_reader():
     assert read_canonical_payment(taken, JSON) == bind_payment_json(taken, JSON)
     for body in (taken.replace(b"19.90", b"019.90"),  # a leading zero: invalid JSON, 400
                  taken.replace(b"-07-", b"-13-"),  # no such month: 400
+                 taken.replace(b"2025-07-15", b"2025-02-29"),  # no such days either
+                 taken.replace(b"2025-07-15", b"2024-02-30"),
+                 taken.replace(b"2025-07-15", b"2025-04-31"),
+                 taken.replace(b"2025-07-15", b"0000-01-01"),
+                 taken.replace(b"12:34:56", b"24:00:00"),
+                 taken.replace(b"12:34:56", b"23:59:60"),
                  taken.replace(guid, guid.upper()),  # the reader lower-cases it
                  taken.replace(guid, guid[:8].upper() + guid[8:]),
                  taken.replace(b"Z", b"+01:00"),  # moved to UTC by the reader
@@ -182,6 +188,9 @@ def test_the_canonical_reading_leaves_what_it_cannot_tell_to_the_json_reader():
     assert read_canonical_payment(taken, b"application/json; charset=utf-8") is None
     assert status_of(bind_payment, taken.replace(b"19.90", b"019.90"), JSON) == 400
     assert status_of(bind_payment, taken.replace(b"-07-", b"-13-"), JSON) == 400
+    assert status_of(bind_payment, taken.replace(b"2025-07-15", b"2025-02-29"), JSON) == 400
+    leap_day = taken.replace(b"2025-07-15", b"2024-02-29")
+    assert read_canonical_payment(leap_day, JSON) == bind_payment_json(leap_day, JSON)
 
 
 _JSON_VALUES = st.recursive(
