@@ -64,7 +64,8 @@ http {
 """
 
 
-#: The stack's proxying (nginx.conf), in front of two upstreams that answer by themselves.
+#: The proxying of the stack's nginx.conf (upstream, keep-alive, buffers; not its retries and
+#: timeouts, which a constant upstream never meets), in front of two upstreams that answer alone.
 PROXY = CONF.split("    server {")[0] + """
     upstream floor {
         least_conn;
