@@ -728,12 +728,30 @@ def test_delay_timer_a_cancelled_wait_leaves_at_once_and_the_others_end_on_time(
     assert ended == {"kept": 20.0, "after": 35.0}
 
 
-def test_delay_timer_refuses_a_wait_nothing_would_end():
+def test_delay_timer_a_wait_made_before_the_timer_starts_ends_on_time():
+    """The processor starts its timer and its server soon, in no set order: a request can park first."""
+    ended: list[float] = []
+
     async def main() -> None:
-        with pytest.raises(RuntimeError, match="not running"):
-            await DelayTimer().wait(20)
+        timer = DelayTimer()
+        done = trio.Event()
+
+        async def wait() -> None:
+            await timer.wait(20)
+            ended.append(trio.current_time() * 1000)
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait)
+            await trio.testing.wait_all_tasks_blocked()  # parked, and no timer yet
+            assert not ended
+            nursery.start_soon(timer.run)
+            with trio.fail_after(1):  # virtual seconds: a timer blind to the wait would never end it
+                await done.wait()
+            nursery.cancel_scope.cancel()
 
     run_virtual(main)
+    assert ended == [20.0]
 
 
 def test_concurrency_limiter_is_fifo_and_bounded():

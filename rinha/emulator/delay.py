@@ -32,14 +32,12 @@ class DelayTimer:
         self._ends: list[int] = []
         #: The timer task's current sleep, while it sleeps.
         self._sleep: trio.CancelScope | None = None
-        self._running = False
 
     async def wait(self, delay_ms: int) -> None:
         """Return once ``delay_ms`` (> 0) milliseconds have passed. A checkpoint: it may raise Cancelled.
 
-        Raises RuntimeError when :meth:`run` is not running: nothing would ever end the wait."""
-        if not self._running:
-            raise RuntimeError("DelayTimer.run is not running: the processor's run() must be")
+        A wait made before :meth:`run` starts (both are started soon, in either order) ends on
+        time once it does; without :meth:`run`, it never ends."""
         end = math.ceil(trio.current_time() * 1000) + delay_ms
         task = current_task()
         waiting = self._due.get(end)
@@ -59,7 +57,6 @@ class DelayTimer:
 
     async def run(self) -> None:
         """Wake each waiting request when its delay is over; runs until cancelled."""
-        self._running = True
         try:
             while True:
                 with trio.CancelScope(deadline=self._ends[0] / 1000 if self._ends else math.inf) as self._sleep:
@@ -67,7 +64,6 @@ class DelayTimer:
                 self._sleep = None
                 self._wake_due(trio.current_time())
         finally:
-            self._running = False
             self._sleep = None
 
     def _wake_due(self, now: float) -> None:
