@@ -209,12 +209,16 @@ def test_a_dead_instance_journal_torn_at_its_end_moves_all_but_the_torn_line(dae
     ids = [new_id() for _ in range(3)]
     torn = encode(new_id(), 400, 4)[:-9]  # the instance died writing it: it was never answered
     path = _dead_journal(db, "dead_1_abc.log", HEADER + b"".join(encode(cid, 100, 1) for cid in ids) + torn)
+    # An instance that died writing its header had accepted nothing: removed, not set aside.
+    headerless = _dead_journal(db, "dead_4_abc.log", HEADER[:9])
     api = daemon_factory("--roles", "api", db_path=db)
-    wait_until(lambda: not path.exists(), timeout=10, what="the dead journal swept and removed")
+    wait_until(lambda: not path.exists() and not headerless.exists(), timeout=10,
+               what="the dead journals swept and removed")
     assert _stored(db) == {cid: (100, "pending") for cid in ids}
     log_text = api.service.log_text()
     assert "moved 3 payments into the store" in log_text and "ends in a torn line" in log_text
-    assert [name for name in _journals(db) if name.startswith("dead_1_abc")] == [], "its lock file removed too"
+    assert [name for name in _journals(db) if name.startswith(("dead_1_abc", "dead_4_abc"))] == [], \
+        "their lock files removed too, nothing set aside"
 
 
 def test_a_damaged_journal_moves_its_good_lines_and_is_set_aside_and_named(daemon_factory, tmp_path):

@@ -22,7 +22,7 @@ What holds:
   process (``kill -9``), not necessarily the machine: nothing is fsynced.
 * A line is ``<correlationId> <cents> <acceptedAtMs> <crc32>``, after a header line that names
   the format. A last line without its newline was torn by a crash before it was answered: it is
-  ignored. A complete line whose checksum fails is logged and skipped; a dead instance's journal
+  ignored (so is a torn header: nothing was accepted before it was whole). A complete line whose checksum fails is logged and skipped; a dead instance's journal
   with such lines is kept, renamed ``.unreadable``, once its good lines are in the store.
 * The lines reach the store in order, a few milliseconds later, with ``INSERT ... ON CONFLICT
   DO NOTHING`` in one transaction per batch. The file is emptied (back to its header) only once
@@ -302,8 +302,8 @@ def _move_all(path: str, admit) -> int:
     try:
         header = os.pread(fd, len(HEADER), 0)
         if header != HEADER:
-            if not header:
-                return 0  # created, and its instance died before it wrote the header
+            if HEADER.startswith(header):
+                return 0  # its instance died writing the header: before any accept
             raise _Unreadable(f"no journal header ({header[:40]!r}); nothing was moved, the file is as it was")
         offset = len(HEADER)
         new = damaged = 0
@@ -350,9 +350,7 @@ def _read_legacy(conn: sqlite3.Connection, seq: int) -> list[tuple]:
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'accepts'").fetchone() is None:
             return []  # created, and its instance died before it made the table
         return conn.execute(_LEGACY_BATCH, (seq, MOVE_LIMIT)).fetchall()
-    except sqlite3.OperationalError as exc:
-        if locked(exc):
-            raise
-        raise _Unreadable(f"{exc}; the rows not moved are still in it: open it with sqlite3, table accepts") from exc
     except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and locked(exc):
+            raise  # its instance's last transaction, or another sweeper: the next sweep
         raise _Unreadable(f"{exc}; the rows not moved are still in it: open it with sqlite3, table accepts") from exc
