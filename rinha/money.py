@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 #: The largest single payment accepted: 1,000,000,000.00 (a sane bound far above any real one).
 MAX_AMOUNT_CENTS = 100_000_000_000
+_MAX_AMOUNT = Decimal(MAX_AMOUNT_CENTS).scaleb(-2)
 
 
 class AmountError(ValueError):
@@ -32,12 +33,18 @@ def parse_cents(value: object) -> int:
         raise AmountError("amount must be finite")
     if value <= 0:
         raise AmountError("amount must be positive")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2 and value != value.quantize(Decimal("0.01")):
-        raise AmountError("amount must have at most 2 decimal places")
-    if value * 100 > MAX_AMOUNT_CENTS:
+    # Range first: comparisons are exact at any exponent, where arithmetic on 1e999999999
+    # would overflow the decimal context.
+    if value > _MAX_AMOUNT:
         raise AmountError(f"amount must be at most {format_cents(MAX_AMOUNT_CENTS)}")
-    return int(value * 100)
+    # Exact from the digits: the context's arithmetic would round (or underflow 1e-9999999).
+    _sign, digits, exponent = value.as_tuple()
+    if exponent < -2:
+        below_a_cent = -2 - exponent
+        if below_a_cent >= len(digits) or any(digits[-below_a_cent:]):
+            raise AmountError("amount must have at most 2 decimal places")
+        digits, exponent = digits[:-below_a_cent], -2
+    return int("".join(map(str, digits))) * 10 ** (exponent + 2)
 
 
 def format_cents(cents: int) -> str:

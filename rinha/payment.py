@@ -7,10 +7,9 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from rinha.money import MAX_AMOUNT_CENTS, AmountError, parse_cents
+from rinha.money import MAX_AMOUNT_CENTS, AmountError, format_cents, parse_cents
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_MAX_DEPTH_HINT = 32
 
 
 class PaymentError(ValueError):
@@ -56,13 +55,13 @@ def _parse_json(body: bytes) -> Payment:
     """The general path: any JSON encoding, key order and number form."""
     if not body:
         raise PaymentError("body", "request body is empty; expected a JSON object")
-    if body.count(b"[") + body.count(b"{") > _MAX_DEPTH_HINT:
-        raise PaymentError("body", "request body is nested too deeply")
     try:
         data = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except PaymentError:
         raise
-    except (ValueError, RecursionError):
+    except RecursionError:
+        raise PaymentError("body", "request body is nested too deeply") from None
+    except ValueError:
         raise PaymentError("body", "request body is not valid UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise PaymentError("body", "request body must be a JSON object")
@@ -74,6 +73,8 @@ def _parse_json(body: bytes) -> Payment:
     amount = data["amount"]
     if isinstance(amount, str):
         raise PaymentError("amount", "amount must be a JSON number")
+    if amount is _OUT_OF_RANGE:
+        raise PaymentError("amount", f"amount must be at most {format_cents(MAX_AMOUNT_CENTS)}, with at most 2 decimal places")
     try:
         cents = parse_cents(amount)
     except AmountError as exc:
@@ -85,5 +86,29 @@ def _reject_constant(name: str) -> None:
     raise PaymentError("amount", f"{name} is not a valid amount")
 
 
+#: A JSON number no decimal can hold (``9e999999999999999999``): refused if it is the amount.
+_OUT_OF_RANGE = object()
+
+
+def _number(text: str) -> Decimal | object:
+    """Every JSON number as an exact decimal: integers too, whatever their length (``int`` stops
+    at 4,300 digits, and its error would read as invalid JSON)."""
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        return _OUT_OF_RANGE
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object; a key given twice makes the body ambiguous (which amount is meant?)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise PaymentError("body", f"request body has the key {repeated!r} more than once")
+    return data
+
+
 #: ``json.loads(body, parse_float=Decimal, ...)``, without building a decoder per request.
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_float=_number, parse_int=_number, parse_constant=_reject_constant,
+                            object_pairs_hook=_object)

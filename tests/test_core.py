@@ -55,6 +55,53 @@ def test_payment_lower_cases_the_id():
     assert info.value.field == "amount"
 
 
+_ID = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
+
+
+@pytest.mark.parametrize("amount, message", [
+    ("1e999999999", "at most 1000000000.00"),  # arithmetic on it overflows the decimal context
+    ("1.5e999999", "at most 1000000000.00"),
+    ("1234567890123456789012345678.001", "at most 1000000000.00"),  # quantize would need 32 digits
+    ("9e999999999999999999", "at most 1000000000.00"),  # beyond any decimal's exponent
+    ("1e-9999999999999999999", "at most 2 decimal places"),
+    pytest.param("9" * 5000, "at most 1000000000.00", id="5000-digits"),  # past int()'s 4,300 digits
+    ("1e-9999999", "at most 2 decimal places"),  # x100 underflows to 0 in the context
+    ("1E-999999", "at most 2 decimal places"),
+])
+def test_amounts_beyond_any_range_are_refused_as_amounts(amount, message):
+    with pytest.raises(PaymentError) as info:
+        parse_payment(('{"correlationId":"%s","amount":%s}' % (_ID, amount)).encode())
+    assert info.value.field == "amount" and message in info.value.message, info.value.message
+
+
+def test_cents_are_exact_from_the_digits():
+    assert parse_cents(Decimal("19.900000000000000000000000000000000000")) == 1990
+    assert parse_cents(Decimal("1E+9")) == MAX_AMOUNT_CENTS
+    assert parse_cents(Decimal("0.0100")) == 1
+    assert parse_payment(('{"correlationId":"%s","amount":%s}' % (_ID, "7." + "0" * 60)).encode()).amount_cents == 700
+    with pytest.raises(AmountError, match="2 decimal places"):
+        parse_cents(Decimal("0." + "0" * 40 + "1"))
+
+
+@pytest.mark.parametrize("body, key", [
+    ('{"correlationId":"%s","amount":1,"amount":2}' % _ID, "amount"),
+    ('{"correlationId":"%s","correlationId":"%s","amount":3}' % (_ID, _ID.upper()), "correlationId"),
+    ('{"correlationId":"%s","amount":1,"extra":{"a":1,"a":2}}' % _ID, "a"),
+])
+def test_a_key_given_twice_makes_the_body_ambiguous(body, key):
+    with pytest.raises(PaymentError) as info:
+        parse_payment(body.encode())
+    assert info.value.field == "body" and info.value.message == f"request body has the key {key!r} more than once"
+
+
+def test_nesting_is_judged_by_structure_not_by_braces_in_strings():
+    note = "{[" * 40
+    assert parse_payment(('{"correlationId":"%s","amount":19.90,"note":"%s"}' % (_ID, note)).encode()).amount_cents == 1990
+    with pytest.raises(PaymentError) as info:
+        parse_payment(b"[" * 60000)
+    assert info.value.message == "request body is nested too deeply"
+
+
 def _outcome(parse, body: bytes):
     try:
         return parse(body)

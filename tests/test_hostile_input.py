@@ -114,6 +114,23 @@ def test_valid_payments_among_noise_are_all_paid(daemon, processors_session):
         wait_until(lambda: processors_session.payment("default", cid), timeout=20, what=f"{cid} paid")
 
 
+def test_amounts_out_of_any_range_get_400_and_the_connection_stays_open(daemon):
+    """Amounts no decimal arithmetic can hold were a 500 and a closed connection once: the
+    payment pipelined behind them went unanswered."""
+    cid = str(uuid.uuid4())
+    data = b""
+    for amount in (b"1e999999999", b"9e999999999999999999", b"1234567890123456789012345678.001", b"9" * 5000):
+        body = b'{"correlationId":"%s","amount":%s}' % (str(uuid.uuid4()).encode(), amount)
+        data += (b"POST /payments HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    body = json.dumps({"correlationId": cid, "amount": 3.5}).encode()
+    data += (b"POST /payments HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+             b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    answers = exchange(daemon, data)
+    assert [status for status, _, _ in answers] == [400] * 4 + [202]
+    assert all(json.loads(answer)["field"] == "amount" for _, _, answer in answers[:4])
+
+
 def test_pipelined_requests_are_answered_in_order(daemon):
     ids = [str(uuid.uuid4()) for _ in range(5)]
     data = b""
