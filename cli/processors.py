@@ -78,6 +78,7 @@ def _serve(specs, options: dict) -> None:
     import trio
 
     from rinha.emulator.run import run_until_signalled
+    from rinha.http.listen import ListenError
 
     _raise_open_files_limit()  # Kestrel has no connection limit; 800 + 500 in flight need the fds
 
@@ -87,7 +88,7 @@ def _serve(specs, options: dict) -> None:
 
     try:
         trio.run(partial(run_until_signalled, specs, announce, **options))
-    except OSError as exc:
+    except (OSError, ListenError) as exc:
         typer.echo(f"rinha processors: {exc}", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:

@@ -53,6 +53,10 @@ def serve(
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))  # one line per request otherwise
     import trio
 
-    from rinha.daemon.serve import serve as run
+    from rinha.daemon.serve import StartupError, serve as run
 
-    trio.run(run, config)
+    try:
+        trio.run(run, config)
+    except StartupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None

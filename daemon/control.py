@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import socket
-import stat
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 from urllib.parse import parse_qs
@@ -39,6 +38,7 @@ from rinha.clock import InstantError, iso_from_ms, now_ms, parse_instant_us
 from rinha.daemon import metrics, stalls, store_writer
 from rinha.daemon.health import LEASE_NAME as HEALTH_LEASE
 from rinha.daemon.housekeeping import ALIVE_MS
+from rinha.http.listen import ListenError, clear_stale_socket
 from rinha.money import format_cents
 from rinha.processor import DEFAULT, FALLBACK, PROCESSORS, LookupFailed, Processor
 from rinha.store.base import REQUEUE, SETTLE_DEAD
@@ -293,7 +293,7 @@ class ControlApp:
                 raise _BadRequest(f"since: {exc}") from None
         reason = query.get("reason", [""])[-1] or None
         limit_text = query.get("limit", [str(DLQ_DEFAULT_LIMIT)])[-1]
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100_000:
+        if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= 100_000:
             raise _BadRequest(f"limit {limit_text!r}: expected 1-100000")
 
         def read():
@@ -529,27 +529,9 @@ def bind_control_socket(path: str, backlog: int = 64) -> socket.socket:
     the path is something else than a socket, or if a live process answers on it.
     """
     try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        mode = None
-    if mode is not None:
-        if not stat.S_ISSOCK(mode):
-            raise ControlSocketError(f"{path} exists and is not a socket; not replacing it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.settimeout(1.0)
-        try:
-            probe.connect(path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            try:
-                os.unlink(path)  # stale: its daemon is gone
-            except FileNotFoundError:
-                pass
-        except OSError as exc:
-            raise ControlSocketError(f"{path}: cannot tell whether it is in use ({exc})") from None
-        else:
-            raise ControlSocketError(f"{path} is in use by another running daemon")
-        finally:
-            probe.close()
+        clear_stale_socket(path)
+    except ListenError as exc:
+        raise ControlSocketError(str(exc)) from None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
