@@ -382,7 +382,7 @@ def _reference(store, current, against: str, db: str):
         if not earlier:
             fail(f"no {current.profile} run before #{current.id} in {db}")
         return earlier[0]
-    if not against.isdigit():
+    if not (against.isascii() and against.isdigit()):
         raise typer.BadParameter(f"{against!r}: expected baseline, previous or a run id", param_hint="'--against'")
     found = store.profile_run(int(against))
     if found is None:

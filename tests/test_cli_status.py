@@ -75,6 +75,9 @@ def test_status_health_and_metrics_of_a_running_daemon(daemon_factory, processor
     assert deferred == metric(text, 'rinha_store_deferred_write_seconds_bucket{le="+Inf"}')
     assert deferred >= (3 if "://" in daemon.db else 0)  # PostgreSQL: every awaited write, the 3 accepts among them
     assert control_get(daemon.db, "/nowhere").status_code == 404
+    for limit in ("0", "abc", "%C2%B2", "100001"):  # "²" passes str.isdigit, not int()
+        refused = control_get(daemon.db, f"/dlq?limit={limit}")
+        assert refused.status_code == 400 and "expected 1-100000" in refused.json()["error"], refused.text
 
 
 def test_breaker_and_queue_show_a_failing_processor(daemon_factory, processors):
