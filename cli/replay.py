@@ -65,6 +65,13 @@ def replay_dlq(
       rinha replay-dlq --limit 100 --wait 120 --db /var/lib/rinha/rinha.db
     """
     since_us = parse_instant_option(since, "--since")
+    from rinha.daemon.config import ConfigError, check_url
+
+    try:  # checked up front: they are needed only after the listing, when no daemon runs
+        default_url = check_url("--default-url", default_url)
+        fallback_url = check_url("--fallback-url", fallback_url)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
     path = control_path(db, control)
     store = open_db(db)
     console = Console(stderr=as_json)

@@ -51,6 +51,8 @@ def summary(
 
       RINHA_TOKEN=secret rinha summary --audit --db /var/lib/rinha/rinha.db
     """
+    if not 0 < timeout <= 3600:  # NaN too
+        raise typer.BadParameter(f"{timeout}: expected seconds, more than 0 and at most 3600", param_hint="'--timeout'")
     from_us, to_us = parse_instant_option(from_, "--from"), parse_instant_option(to, "--to")
     bounds = (from_, to)
     if (from_us is None) != (to_us is None):

@@ -253,6 +253,8 @@ def make_plan(*, port: int, instances: int, with_processors: bool, default_url: 
     if runtime_dir is None:
         runtime_dir = tempfile.mkdtemp(prefix="rinha-stack-")
     runtime_dir = os.path.abspath(runtime_dir)
+    if os.path.exists(runtime_dir) and not os.path.isdir(runtime_dir):
+        raise ValueError(f"--runtime-dir {runtime_dir!r}: exists and is not a directory")
     longest = os.path.join(runtime_dir, f"api{instances}.control.sock")
     if len(longest.encode()) > MAX_SOCKET_PATH:
         raise ValueError(f"--runtime-dir {runtime_dir!r}: too long for a unix socket path ({longest})")

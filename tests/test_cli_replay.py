@@ -133,6 +133,9 @@ def test_replay_errors(tmp_path, daemon_factory):
     bad = rinha("replay-dlq", "--since", "yesterday-ish", "--yes")
     assert bad.exit_code == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
     assert rinha("replay-dlq", "--limit", "0").exit_code == 2
+    for option in ("--default-url", "--fallback-url"):  # refused before anything is listed
+        bad = rinha("replay-dlq", "--db", str(tmp_path / "nope.db"), "--dry-run", option, "https://x")
+        assert bad.exit_code == 2 and f"{option} 'https://x'" in bad.stderr and "Traceback" not in bad.stderr
     daemon = daemon_factory()
     wait_for_control(daemon.db)
     empty = rinha_json("replay-dlq", "--db", daemon.db, "--yes")

@@ -102,3 +102,6 @@ def test_summary_errors(tmp_path):
     assert "not a rinha database" in one_line_error(rinha("summary", "--db", str(empty)), 1)
     bad_date = rinha("summary", "--from", "2025-13-45", "--db", str(junk))
     assert bad_date.exit_code == 2 and "--from" in bad_date.stderr and "Traceback" not in bad_date.stderr
+    for timeout in ("-1", "0", "nan", "inf"):
+        bad_timeout = rinha("summary", "--audit", "--timeout", timeout, "--db", str(junk))
+        assert bad_timeout.exit_code == 2 and "--timeout" in bad_timeout.stderr, bad_timeout.stderr

@@ -383,6 +383,7 @@ def test_nginx_lookup_order(tmp_path, monkeypatch):
     (["--with-processors", "--default-url", "http://example.com:8001"], "--with-processors"),
     (["--with-processors", "--default-url", "http://127.0.0.1:8002"], "three different ports"),
     (["--runtime-dir", "/tmp/" + "x" * 120], "too long"),
+    (["--runtime-dir", __file__], "exists and is not a directory"),
     (["--log-level", "loud"], "--log-level"),
     (["--topology", "mesh"], "--topology 'mesh'"),
 ])
