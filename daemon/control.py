@@ -200,7 +200,7 @@ class ControlApp:
             query = parse_qs(scope.get("query_string", b"").decode("utf-8", "replace"))
             status, payload = await handler(query, body)
         except _BadRequest as exc:
-            await _send_json(send, 400, {"error": str(exc)})
+            await _send_json(send, exc.status, {"error": str(exc)})
             return
         except Exception as exc:  # a store fault: answer it, keep serving
             log.exception("control %s %s failed", scope["method"], path)
@@ -469,7 +469,11 @@ class ControlApp:
 
 
 class _BadRequest(Exception):
-    pass
+    """A request the control API refuses; ``status`` 400 unless said otherwise."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 def _json_body(body: bytes) -> dict:
@@ -491,7 +495,7 @@ async def _read_body(receive) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            raise _BadRequest(f"body larger than {MAX_BODY} bytes")
+            raise _BadRequest(f"body larger than {MAX_BODY} bytes", 413)
         chunks.append(chunk)
         if not message.get("more_body", False):
             break

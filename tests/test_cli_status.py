@@ -10,6 +10,8 @@ import stat
 import subprocess
 import threading
 
+import httpx
+
 from tests.support.engines import both_engines
 from tests.support.cli import (
     control_get,
@@ -78,6 +80,9 @@ def test_status_health_and_metrics_of_a_running_daemon(daemon_factory, processor
     for limit in ("0", "abc", "%C2%B2", "100001"):  # "²" passes str.isdigit, not int()
         refused = control_get(daemon.db, f"/dlq?limit={limit}")
         assert refused.status_code == 400 and "expected 1-100000" in refused.json()["error"], refused.text
+    with httpx.Client(transport=httpx.HTTPTransport(uds=control_socket(daemon.db)), timeout=10) as client:
+        too_big = client.post("http://control/payments/states", content=b" " * (2 << 20))
+    assert too_big.status_code == 413 and "body larger than" in too_big.json()["error"]
 
 
 def test_breaker_and_queue_show_a_failing_processor(daemon_factory, processors):
