@@ -120,8 +120,10 @@ def probe(path: str, timeout: float = 2.0) -> str:
 
 
 def _connect_problem(path: str, exc: BaseException) -> str:
-    while exc.__cause__ is not None and not isinstance(exc, OSError):
-        exc = exc.__cause__
+    # httpx wraps the socket's OSError: raised from it (__cause__) or while handling it
+    # (__context__, as httpcore does).
+    while not isinstance(exc, OSError) and (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__
     code = getattr(exc, "errno", None)
     if code == errno.ENOENT or not os.path.exists(path):
         return f"no daemon: no control socket at {path} (is `rinha serve` running with this --db? else pass --control)"

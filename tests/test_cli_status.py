@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 
 import httpx
@@ -137,6 +139,20 @@ def test_a_second_instance_on_the_same_database_runs_without_taking_the_socket(d
     controls = sorted((i["control"] or "") for i in status["instances"])
     assert controls == ["", os.path.abspath(control_socket(first.db))]
     assert second.post(payment_body(new_id())).status_code == 202
+
+
+def test_a_socket_file_left_by_a_killed_daemon_is_named_stale():
+    folder = tempfile.mkdtemp(prefix="rst-")
+    try:
+        db = os.path.join(folder, "rinha.db")
+        assert rinha("migrate", "--db", db).exit_code == 0
+        left = socket.socket(socket.AF_UNIX)
+        left.bind(control_socket(db))
+        left.close()  # the file stays: what a daemon killed with -9 leaves
+        assert "stale" in one_line_error(rinha("status", "--db", db), 1)
+        assert "stale" in one_line_error(rinha("health", "--db", db), 1)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_no_daemon_stale_socket_and_bad_control_options(tmp_path, daemon_factory, processors):
