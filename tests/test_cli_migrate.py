@@ -31,3 +31,22 @@ def test_an_unknown_scheme_is_a_usage_error_and_an_unopenable_file_an_error(tmp_
     result = rinha("migrate", "--db", "mysql://db/rinha")
     assert result.exit_code == 2 and "unknown database scheme" in result.stderr
     assert "cannot migrate" in one_line_error(rinha("migrate", "--db", str(tmp_path / "no" / "such" / "dir.db")), 1)
+
+
+def test_a_foreign_database_is_left_as_it_was(tmp_path):
+    """Another application's SQLite file: no command adds rinha's tables to it or changes its
+    journal mode, and each says it is not a rinha database."""
+    foreign = tmp_path / "notes.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+    before = foreign.read_bytes()
+    assert "not a rinha database" in one_line_error(
+        rinha("payment", "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3", "--db", str(foreign)), 1)
+    assert "not a rinha database" in one_line_error(rinha("summary", "--db", str(foreign)), 1)
+    message = one_line_error(rinha("migrate", "--db", str(foreign)), 1)
+    assert "not a rinha database: it holds other tables (notes)" in message
+    with sqlite3.connect(foreign) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert [name for (name,) in conn.execute("SELECT name FROM sqlite_master")] == ["notes"]
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert foreign.read_bytes() == before

@@ -91,6 +91,16 @@ def _v4_profile_runs(db: sqlite_utils.Database) -> None:
 MIGRATIONS = [_v1_payments, _v2_leases_health_attempts, _v3_operations, _v4_profile_runs]
 
 
+def refuse_foreign(conn: sqlite3.Connection) -> None:
+    """Raise if a database without rinha's schema holds tables: another application's file,
+    which a migration must not add rinha's tables to."""
+    others = sorted(name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))
+    if others:
+        raise RuntimeError(f"not a rinha database: it holds other tables ({', '.join(others[:5])}"
+                           f"{', ...' if len(others) > 5 else ''}); not adding rinha's to it")
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database to the latest version; returns it. Safe to call from several processes.
 
@@ -104,6 +114,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            refuse_foreign(conn)
         if version > len(MIGRATIONS):
             raise RuntimeError(
                 f"database schema version {version} is newer than this rinha knows ({len(MIGRATIONS)}); upgrade rinha"

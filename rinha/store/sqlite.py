@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import closing
 import threading
 
 from rinha.store.base import (
@@ -41,7 +42,7 @@ from rinha.store.base import (
     Side,
     Summary,
 )
-from rinha.store.schema import migrate
+from rinha.store.schema import migrate, refuse_foreign
 
 _BUSY_TIMEOUT_MS = 5000
 #: Seconds between two tries of a write transaction while another process holds the lock.
@@ -147,6 +148,9 @@ class SQLiteStore:
         return conn
 
     def migrate(self) -> None:
+        with closing(self._plain()) as plain:  # before this store's WAL setting touches the file
+            if plain.execute("PRAGMA user_version").fetchone()[0] == 0:
+                refuse_foreign(plain)
         conn = self.connection()
         if getattr(self._local, "napping", False):  # migrations wait with SQLite's own handler
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -154,8 +158,13 @@ class SQLiteStore:
         migrate(conn)
 
     def schema_version(self) -> int:
-        """The schema version the database is at (0: not a rinha database)."""
-        return self.connection().execute("PRAGMA user_version").fetchone()[0]
+        """The schema version the database is at (0: not a rinha database). Read without this
+        store's settings, so asking a foreign file leaves it as it was (WAL is set on first use)."""
+        with closing(self._plain()) as conn:
+            return conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def _plain(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
 
     def apply(self, ops: list[Op]) -> None:
         conn = self.connection()
