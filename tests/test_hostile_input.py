@@ -131,6 +131,21 @@ def test_amounts_out_of_any_range_get_400_and_the_connection_stays_open(daemon):
     assert all(json.loads(answer)["field"] == "amount" for _, _, answer in answers[:4])
 
 
+def test_a_head_with_bare_line_feeds_is_refused_at_once(daemon):
+    """It ends in a blank line, but never in the CRLF CRLF a head needs: a 400 now, not a 408
+    when the header timeout (10 s) runs out."""
+    host, port = daemon.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=3) as sock:
+        sock.sendall(b"GET /payments-summary HTTP/1.1\nHost: x\n\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)  # times out (3 s) if the server is still waiting
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert b"CRLF" in answer
+
+
 def test_pipelined_requests_are_answered_in_order(daemon):
     ids = [str(uuid.uuid4()) for _ in range(5)]
     data = b""

@@ -246,6 +246,9 @@ class Server:
                         start = max(0, len(buf) - 3)
                         buf += data
                         head_end = buf.find(b"\r\n\r\n", start)
+                        if head_end < 0 and buf.find(b"\n\n", start) >= 0:  # would wait for a CRLF that never comes
+                            pending_error = ProtocolError(400, "malformed request: lines must end with CRLF")
+                            break
                     if pending_error is not None:
                         break
                     if head_end > limits.max_header_bytes:
