@@ -99,6 +99,7 @@ class ControlError(Exception):
 
 
 def control_path(db: str, control: str | None) -> str:
+    control = (control or "").strip()
     return control if control else default_control_path(db)
 
 

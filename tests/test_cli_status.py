@@ -151,6 +151,7 @@ def test_a_socket_file_left_by_a_killed_daemon_is_named_stale():
         left.close()  # the file stays: what a daemon killed with -9 leaves
         assert "stale" in one_line_error(rinha("status", "--db", db), 1)
         assert "stale" in one_line_error(rinha("health", "--db", db), 1)
+        assert "stale" in one_line_error(rinha("status", "--db", db, "--control", "  "), 1)  # blank: the default
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
