@@ -65,7 +65,8 @@ async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) ->
         try:
             await trio.to_thread.run_sync(store.migrate)
         except Exception as exc:  # not a database, a newer schema, unreachable, not writable...
-            raise StartupError(f"cannot open the store {display(config.db)}: {exc}") from None
+            reason = " ".join(str(exc).split())  # PostgreSQL's errors span lines
+            raise StartupError(f"cannot open the store {display(config.db)}: {reason}") from None
         log.info("store ready: %s (instance %s, roles %s)", display(config.db), instance, ",".join(sorted(config.roles)))
         if not is_url(config.db) and "api" in config.roles and "dispatch" not in config.roles:
             try:  # SQLite: intake-only instances journal their accepts (rinha.store.journal)
@@ -77,15 +78,17 @@ async def serve(config: ServeConfig, *, task_status=trio.TASK_STATUS_IGNORED) ->
                 listeners = await open_listeners(config.listen)
             except ListenError as exc:
                 raise StartupError(str(exc)) from None
+        writer = StoreWriter(store)
+        if not is_url(config.db):
+            mover = JournalMover(store, config.db, journal)
+            mover.start()  # last: nothing below it in this block can fail with the thread running
     except BaseException:
+        for listener in listeners:
+            listener.socket.close()
         if journal is not None:
             journal.close()
         store.close()
         raise
-    writer = StoreWriter(store)
-    if not is_url(config.db):
-        mover = JournalMover(store, config.db, journal)
-        mover.start()
     try:
         async with writer.running():
             async with trio.open_nursery() as nursery:

@@ -54,6 +54,10 @@ def test_a_store_that_cannot_be_opened_is_one_line(tmp_path):
 
     assert "cannot open the store" in refused("--listen", f"127.0.0.1:{free_port()}", "--db", str(tmp_path))
 
+    # PostgreSQL's messages span lines: still one
+    unreachable = refused("--listen", f"127.0.0.1:{free_port()}", "--db", f"postgresql://u@127.0.0.1:{free_port()}/x")
+    assert unreachable.startswith("error: cannot open the store postgresql://u@127.0.0.1:") and "refused" in unreachable
+
 
 def test_an_address_that_cannot_be_listened_on_is_one_line(tmp_path, short_dir):
     db = str(tmp_path / "rinha.db")
@@ -65,6 +69,7 @@ def test_an_address_that_cannot_be_listened_on_is_one_line(tmp_path, short_dir):
     assert message == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
 
     assert "cannot listen on nohost.invalid:9" in refused("--listen", "nohost.invalid:9", "--db", db)
+    assert refused("--listen", "a..b:9", "--db", db) == "error: cannot listen on a..b:9: not a valid host name"
 
     regular = short_dir / "file.sock"
     regular.write_text("keep me\n")

@@ -56,6 +56,8 @@ async def open_listeners(address: Address, backlog: int = 4096) -> list[trio.Soc
             return await trio.open_tcp_listeners(address.port, host=address.host, backlog=backlog)
         except OSError as exc:  # in use, not this host's address, a name that does not resolve
             raise ListenError(f"cannot listen on {address}: {_reason(exc)}") from None
+        except UnicodeError:  # "a..b", a label over 63 characters: IDNA cannot encode it
+            raise ListenError(f"cannot listen on {address}: not a valid host name") from None
     path = address.unix_path
     await trio.to_thread.run_sync(clear_stale_socket, path)
     sock = trio.socket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
