@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import time
 
 from rinha.store.schema import MIGRATIONS
 from tests.support.cli import one_line_error, rinha
@@ -50,3 +53,21 @@ def test_a_foreign_database_is_left_as_it_was(tmp_path):
         assert [name for (name,) in conn.execute("SELECT name FROM sqlite_master")] == ["notes"]
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
     assert foreign.read_bytes() == before
+
+
+def test_processes_starting_together_on_a_new_file_all_migrate_it(tmp_path):
+    """docker-compose starts its instances at once on an empty volume, each migrating the same
+    new file. Turning it to WAL needs the file to itself, and SQLite refused that at once while
+    another process read it: ~1 start in 100 failed with "database is locked"."""
+    code = ("import sys, time\nfrom rinha.store.sqlite import SQLiteStore\nstore = SQLiteStore(sys.argv[1])\n"
+            "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\nstore.migrate()")
+    for round_ in range(8):
+        db = tmp_path / f"new{round_}.db"
+        start_at = time.time() + 0.4  # after every interpreter started: they all open the file at once
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(db), str(start_at)], stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]
+        failures = [err for proc in procs if (err := proc.communicate(timeout=60)[1]) and proc.returncode != 0]
+        assert failures == [], failures[0]
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

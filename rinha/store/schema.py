@@ -92,11 +92,15 @@ MIGRATIONS = [_v1_payments, _v2_leases_health_attempts, _v3_operations, _v4_prof
 
 
 def refuse_foreign(conn: sqlite3.Connection) -> None:
-    """Raise if a database without rinha's schema holds tables: another application's file,
-    which a migration must not add rinha's tables to."""
+    """Raise if the database holds tables but no rinha schema: another application's file,
+    which a migration must not add rinha's tables to.
+
+    The tables are read before the version: a migration commits both at once, so a file that
+    another process migrates meanwhile is never mistaken for a foreign one, even outside a
+    transaction."""
     others = sorted(name for (name,) in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))
-    if others:
+    if others and conn.execute("PRAGMA user_version").fetchone()[0] == 0:
         raise RuntimeError(f"not a rinha database: it holds other tables ({', '.join(others[:5])}"
                            f"{', ...' if len(others) > 5 else ''}); not adding rinha's to it")
 
@@ -115,7 +119,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
-            refuse_foreign(conn)
+            refuse_foreign(conn)  # consistent here: this transaction holds the write lock
         if version > len(MIGRATIONS):
             raise RuntimeError(
                 f"database schema version {version} is newer than this rinha knows ({len(MIGRATIONS)}); upgrade rinha"

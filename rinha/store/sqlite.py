@@ -140,7 +140,7 @@ class SQLiteStore:
     def _open(self, busy_timeout_ms: int, check_same_thread: bool = True) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000,
                                check_same_thread=check_same_thread)
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn, _BUSY_TIMEOUT_MS / 1000)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         with self._lock:
@@ -149,8 +149,7 @@ class SQLiteStore:
 
     def migrate(self) -> None:
         with closing(self._plain()) as plain:  # before this store's WAL setting touches the file
-            if plain.execute("PRAGMA user_version").fetchone()[0] == 0:
-                refuse_foreign(plain)
+            refuse_foreign(plain)
         conn = self.connection()
         if getattr(self._local, "napping", False):  # migrations wait with SQLite's own handler
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -406,6 +405,21 @@ def _transaction(conn: sqlite3.Connection, ops: list[Op], patience: float, waits
         raise
     conn.execute("COMMIT")
     return True
+
+
+def _wal(conn: sqlite3.Connection, patience: float) -> None:
+    """Put the file in WAL mode (a no-op once it is). Turning a new file to WAL needs it to
+    itself, and SQLite refuses at once, without its busy handler, while another process reads
+    it: several daemons starting on one new file (compose) failed so, ~1 in 100 starts."""
+    give_up_at = time.monotonic() + patience
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not locked(exc) or time.monotonic() >= give_up_at:
+                raise
+            time.sleep(0.005)
 
 
 def locked(exc: sqlite3.OperationalError) -> bool:
