@@ -22,8 +22,9 @@ What holds:
   process (``kill -9``), not necessarily the machine: nothing is fsynced.
 * A line is ``<correlationId> <cents> <acceptedAtMs> <crc32>``, after a header line that names
   the format. A last line without its newline was torn by a crash before it was answered: it is
-  ignored (so is a torn header: nothing was accepted before it was whole). A complete line whose checksum fails is logged and skipped; a dead instance's journal
-  with such lines is kept, renamed ``.unreadable``, once its good lines are in the store.
+  ignored (so is a torn header: nothing was accepted before it was whole). A complete line
+  whose checksum fails is logged and skipped; a dead instance's journal with such lines is
+  kept, renamed ``.unreadable``, once its good lines are in the store.
 * The lines reach the store in order, a few milliseconds later, with ``INSERT ... ON CONFLICT
   DO NOTHING`` in one transaction per batch. The file is emptied (back to its header) only once
   every line in it is in the store and it has grown past :data:`ROTATE_BYTES`; a crash between a

@@ -12,9 +12,9 @@ the start of a batch and ``busy_timeout`` waits for another writer instead of fa
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from contextlib import closing
-import threading
 
 from rinha.store.base import (
     ACCEPT,
